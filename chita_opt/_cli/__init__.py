@@ -1,0 +1,1 @@
+"""Subcommands of the ``chita-opt`` command (one module each, imported lazily)."""

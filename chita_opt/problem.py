@@ -1,0 +1,257 @@
+"""The validated L0-constrained least-squares problem.
+
+    minimize   f(w) = 1/2 ||y - A w||^2 + (l2/2) ||w - w_bar||^2 + c^T w
+    subject to ||w||_0 <= k
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ._kernels.linalg import support_matvec
+from ._validation import (
+    check_design,
+    check_k,
+    check_nonnegative,
+    check_sparsity,
+    check_vector,
+    describe,
+)
+
+__all__ = ["L0Problem", "k_from_sparsity"]
+
+
+def k_from_sparsity(p: int, sparsity: float) -> int:
+    """Number of kept weights for a sparsity level: ``k = p - round(sparsity * p)``."""
+    sparsity = check_sparsity(sparsity)
+    return int(p - round(sparsity * p))
+
+
+class L0Problem:
+    """An immutable, validated instance of the L0-constrained least-squares problem.
+
+    Parameters
+    ----------
+    A : array_like, shape (n, p)
+        Design matrix. float32 and float64 are kept as given (other dtypes are
+        converted to float64); C- or Fortran-ordered arrays are used without a copy.
+    y : array_like, shape (n,)
+        Response.
+    k : int
+        Maximum number of non-zeros, in ``[0, p]``.
+    l2 : float, default 0
+        Ridge strength (``>= 0``).
+    w_bar : array_like, shape (p,), optional
+        Ridge centre (default zeros).
+    c : array_like, shape (p,), optional
+        Linear term (default zeros).
+
+    Notes
+    -----
+    ``A`` is stored by reference and made read-only for the lifetime of the
+    problem view; the caller's array is never written to.
+    """
+
+    def __init__(
+        self,
+        A: Any,
+        y: Any,
+        k: int,
+        *,
+        l2: float = 0.0,
+        w_bar: Any = None,
+        c: Any = None,
+    ) -> None:
+        A = check_design(A, "A")
+        n, p = A.shape
+        A = A.view()
+        A.setflags(write=False)
+        object.__setattr__(self, "A", A)
+        object.__setattr__(self, "y", _readonly(check_vector(y, "y", n)))
+        object.__setattr__(self, "k", check_k(k, p, "k"))
+        object.__setattr__(self, "l2", check_nonnegative(l2, "l2"))
+        object.__setattr__(
+            self, "w_bar", _readonly(check_vector(w_bar, "w_bar", p, default_zero=True))
+        )
+        object.__setattr__(self, "c", _readonly(check_vector(c, "c", p, default_zero=True)))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"L0Problem is immutable; cannot set {name!r} (use with_k/replace)")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n(self) -> int:
+        """Number of rows of ``A``."""
+        return int(self.A.shape[0])
+
+    @property
+    def p(self) -> int:
+        """Number of columns of ``A`` (coordinates of ``w``)."""
+        return int(self.A.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Floating dtype of ``A`` (passes over ``A`` are done in this dtype)."""
+        return self.A.dtype
+
+    @cached_property
+    def has_w_bar(self) -> bool:
+        """Whether the ridge centre is non-zero."""
+        return bool(np.any(self.w_bar))
+
+    @cached_property
+    def has_c(self) -> bool:
+        """Whether the linear term is non-zero."""
+        return bool(np.any(self.c))
+
+    @cached_property
+    def col_sq_norms(self) -> np.ndarray:
+        """``||a_j||^2`` for every column, float64."""
+        A = self.A
+        out = np.einsum("ij,ij->j", A, A, dtype=np.float64)
+        return _readonly(out)
+
+    @cached_property
+    def y_sq_norm(self) -> float:
+        """``||y||^2``."""
+        return float(self.y @ self.y)
+
+    # ------------------------------------------------------------- functions
+    def residual(self, w: np.ndarray) -> np.ndarray:
+        """``y - A w`` in float64, touching only the columns on the support of ``w``."""
+        w = self._check_w(w)
+        support = np.flatnonzero(w)
+        return self.y - support_matvec(self.A, support, w[support])
+
+    def objective(self, w: Any) -> float:
+        """``f(w)`` evaluated in float64."""
+        w = self._check_w(w)
+        r = self.residual(w)
+        return self.objective_from_residual(w, r)
+
+    def objective_from_residual(self, w: np.ndarray, r: np.ndarray) -> float:
+        """``f(w)`` given a residual ``r = y - A w`` that the caller maintains."""
+        d = w - self.w_bar
+        return float(0.5 * (r @ r) + 0.5 * self.l2 * (d @ d) + self.c @ w)
+
+    def gradient(self, w: Any) -> np.ndarray:
+        """``grad f(w) = -A^T (y - A w) + l2 (w - w_bar) + c`` in float64."""
+        w = self._check_w(w)
+        return self.gradient_from_residual(w, self.residual(w))
+
+    def gradient_from_residual(self, w: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Gradient given the residual; one pass over ``A`` in its own dtype."""
+        atr = self.A.T @ r.astype(self.dtype, copy=False)
+        g = -atr.astype(np.float64, copy=False)
+        if self.l2:
+            g = g + self.l2 * (w - self.w_bar)
+        if self.has_c:
+            g = g + self.c
+        return g
+
+    def is_feasible(self, w: Any) -> bool:
+        """Whether ``w`` has at most ``k`` non-zeros."""
+        return int(np.count_nonzero(self._check_w(w))) <= self.k
+
+    # ---------------------------------------------------------- derivatives
+    def with_k(self, k: int) -> L0Problem:
+        """The same data with a different cardinality bound (no copy of ``A``)."""
+        return self.replace(k=k)
+
+    def replace(self, **changes: Any) -> L0Problem:
+        """A new problem with some of ``A, y, k, l2, w_bar, c`` replaced."""
+        allowed = {"A", "y", "k", "l2", "w_bar", "c"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise TypeError(f"replace: unknown fields {sorted(unknown)}; expected {sorted(allowed)}")
+        fields = {
+            "A": self.A,
+            "y": self.y,
+            "k": self.k,
+            "l2": self.l2,
+            "w_bar": self.w_bar,
+            "c": self.c,
+        }
+        fields.update(changes)
+        A, y, k = fields.pop("A"), fields.pop("y"), fields.pop("k")
+        return L0Problem(A, y, k, **fields)
+
+    @classmethod
+    def from_gradients(
+        cls,
+        G: Any,
+        w_bar: Any,
+        *,
+        k: int | None = None,
+        sparsity: float | None = None,
+        damping: float = 1e-4,
+        first_order: bool = False,
+        first_order_scale: float = 1.0,
+    ) -> L0Problem:
+        """The CHITA pruning problem built from ``n`` gradient rows.
+
+        The local quadratic model of the loss around the dense weights
+        ``w_bar``, with empirical Fisher ``G^T G / n`` plus ``damping * I``,
+        multiplied by ``n``, is
+
+            1/2 ||G (w - w_bar)||^2 + (n damping / 2) ||w - w_bar||^2 + g_sum^T w
+
+        i.e. this problem with ``A = G``, ``y = G w_bar``, ``l2 = n * damping``
+        and, when ``first_order`` is true, ``c = first_order_scale * G^T 1`` (the
+        sum of the gradient rows, ``n`` times the mean gradient).
+
+        Parameters
+        ----------
+        G : array_like, shape (n, p)
+            Gradient rows (per-sample or per-mini-batch), float32 or float64.
+        w_bar : array_like, shape (p,)
+            Current (dense) weights.
+        k, sparsity : exactly one of them
+            ``k`` weights kept, or the fraction pruned: ``k = p - round(sparsity * p)``.
+        damping : float
+            Ridge added to the empirical Fisher (``lambda`` in the paper).
+        first_order : bool
+            Include the linear (mean-gradient) term.
+        first_order_scale : float
+            Multiplier of the linear term (1 matches the Taylor model).
+        """
+        G = check_design(G, "G")
+        n, p = G.shape
+        w_bar = check_vector(w_bar, "w_bar", p)
+        if (k is None) == (sparsity is None):
+            raise TypeError(
+                "k/sparsity: expected exactly one of k or sparsity, got "
+                f"k={k!r}, sparsity={sparsity!r}"
+            )
+        if k is None:
+            k = k_from_sparsity(p, sparsity)  # type: ignore[arg-type]
+        damping = check_nonnegative(damping, "damping")
+        if not isinstance(first_order, (bool, np.bool_)):
+            raise TypeError(f"first_order: expected a bool, got {describe(first_order)}")
+        y = support_matvec(G, np.arange(p, dtype=np.int64), w_bar)
+        c = None
+        if first_order:
+            scale = check_nonnegative(first_order_scale, "first_order_scale")
+            c = scale * G.sum(axis=0, dtype=np.float64)
+        return cls(G, y, k, l2=n * damping, w_bar=w_bar, c=c)
+
+    # ---------------------------------------------------------------- helpers
+    def _check_w(self, w: Any) -> np.ndarray:
+        if isinstance(w, np.ndarray) and w.dtype == np.float64 and w.shape == (self.p,):
+            return w
+        return check_vector(w, "w", self.p)
+
+    def __repr__(self) -> str:
+        return (
+            f"L0Problem(n={self.n}, p={self.p}, k={self.k}, l2={self.l2:g}, "
+            f"dtype={self.dtype}, w_bar={'set' if self.has_w_bar else 'zero'}, "
+            f"c={'set' if self.has_c else 'zero'})"
+        )
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr

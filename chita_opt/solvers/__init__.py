@@ -1,0 +1,191 @@
+"""Method registry and the public ``solve`` / ``solve_path`` dispatch.
+
+Each method lives in its own module and registers a function
+``fn(problem: L0Problem, *, <keyword options>) -> Solution``. The dispatcher
+checks option names against the function's signature so a typo is a clear
+``TypeError`` instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_k, describe
+from ..problem import L0Problem
+from ..result import Solution
+
+__all__ = ["available_methods", "register", "solve", "solve_path"]
+
+SolverFn = Callable[..., Solution]
+
+_REGISTRY: dict[str, SolverFn] = {}
+
+# Methods whose modules are imported on first use (kept lazy so that, e.g.,
+# the MIP reference does not import cvxpy until asked for).
+_LAZY_MODULES: dict[str, str] = {
+    "magnitude": "chita_opt.solvers.magnitude",
+    "backsolve": "chita_opt.solvers.backsolve",
+    "iht": "chita_opt.solvers.iht",
+    "active_set": "chita_opt.solvers.active_set",
+    "swap": "chita_opt.solvers.swap",
+    "chita": "chita_opt.solvers.chita",
+    "mip": "chita_opt.reference.mip",
+    "brute_force": "chita_opt.reference.brute_force",
+}
+
+
+def register(name: str) -> Callable[[SolverFn], SolverFn]:
+    """Decorator registering a solver function under ``name``."""
+
+    def deco(fn: SolverFn) -> SolverFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``solve(..., method=...)``."""
+    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
+
+
+def _lookup(method: Any) -> SolverFn:
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method: expected one of {available_methods()}, got {describe(method)}"
+        )
+    if method not in _REGISTRY and method in _LAZY_MODULES:
+        importlib.import_module(_LAZY_MODULES[method])
+    if method not in _REGISTRY:
+        raise ValueError(f"method: expected one of {available_methods()}, got {method!r}")
+    return _REGISTRY[method]
+
+
+def _check_options(method: str, fn: SolverFn, options: dict[str, Any]) -> None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"method {method!r} does not accept option(s) {unknown}; accepted options: {accepted}"
+        )
+
+
+def solve(
+    A: Any,
+    y: Any = None,
+    k: int | None = None,
+    *,
+    l2: float = 0.0,
+    w_bar: Any = None,
+    c: Any = None,
+    method: str = "chita",
+    **options: Any,
+) -> Solution:
+    """Solve ``min 1/2||y - A w||^2 + l2/2 ||w - w_bar||^2 + c^T w  s.t. ||w||_0 <= k``.
+
+    Parameters
+    ----------
+    A : array_like (n, p) or L0Problem
+        Design matrix, or an already validated :class:`~chita_opt.L0Problem`
+        (then ``y``, ``k``, ``l2``, ``w_bar`` and ``c`` must not be given).
+    y : array_like (n,)
+        Response.
+    k : int
+        Maximum number of non-zeros.
+    l2, w_bar, c
+        Ridge strength, ridge centre and linear term (see :class:`L0Problem`).
+    method : str, default "chita"
+        One of :func:`available_methods`: ``"magnitude"``, ``"backsolve"``,
+        ``"iht"``, ``"active_set"``, ``"swap"``, ``"chita"``, ``"mip"``,
+        ``"brute_force"``.
+    **options
+        Method options, e.g. ``w0=``, ``support=``, ``max_iter=``, ``tol=``,
+        ``random_state=``. Unknown options raise ``TypeError``.
+
+    Returns
+    -------
+    Solution
+    """
+    if isinstance(A, L0Problem):
+        problem = A
+        given = {
+            "y": y is not None,
+            "k": k is not None,
+            "l2": l2 != 0.0,
+            "w_bar": w_bar is not None,
+            "c": c is not None,
+        }
+        extra = [name for name, was_given in given.items() if was_given]
+        if extra:
+            raise TypeError(
+                f"{', '.join(extra)}: expected nothing besides an L0Problem (it already holds "
+                f"the data), got values for {extra}; use problem.replace(...) to change them"
+            )
+    else:
+        if y is None:
+            raise TypeError("y: expected an array of length n, got None")
+        if k is None:
+            raise TypeError("k: expected an integer in [0, p], got None")
+        problem = L0Problem(A, y, k, l2=l2, w_bar=w_bar, c=c)
+    fn = _lookup(method)
+    _check_options(method, fn, options)
+    return fn(problem, **options)
+
+
+def solve_path(
+    A: Any,
+    y: Any = None,
+    ks: Iterable[int] | None = None,
+    *,
+    l2: float = 0.0,
+    w_bar: Any = None,
+    c: Any = None,
+    method: str = "chita",
+    **options: Any,
+) -> list[Solution]:
+    """Solve for several values of ``k``, warm-starting each from its neighbour.
+
+    The ``ks`` are solved in increasing order; each solve starts from the
+    previous solution (whose support has fewer than ``k`` entries, so it is a
+    feasible start). The returned list follows the order of ``ks`` as given.
+    """
+    if isinstance(A, L0Problem):
+        base = A
+        if ks is None:  # solve_path(problem, ks)
+            ks, y = y, None
+        if y is not None:
+            raise TypeError("y: expected nothing besides an L0Problem, got a value")
+    else:
+        if y is None:
+            raise TypeError("y: expected an array of length n, got None")
+        base = L0Problem(A, y, 0, l2=l2, w_bar=w_bar, c=c)
+    if ks is None:
+        raise TypeError("ks: expected a sequence of integers, got None")
+    if isinstance(ks, (int, np.integer)):
+        raise TypeError(f"ks: expected a sequence of integers, got {describe(ks)}")
+    ks_list: Sequence[int] = [check_k(k, base.p, "ks") for k in ks]
+    if not ks_list:
+        raise ValueError("ks: expected at least one value, got an empty sequence")
+    fn = _lookup(method)
+    _check_options(method, fn, options)
+    accepts_w0 = "w0" in inspect.signature(fn).parameters
+    if "w0" in options or "support" in options:
+        raise TypeError("w0/support: solve_path chains warm starts itself; do not pass them")
+    results: dict[int, Solution] = {}
+    previous: Solution | None = None
+    for k in sorted(set(ks_list)):
+        extra = dict(options)
+        if previous is not None and accepts_w0:
+            extra["w0"] = np.asarray(previous.w)
+        sol = fn(base.with_k(k), **extra)
+        results[k] = sol
+        previous = sol
+    return [results[k] for k in ks_list]

@@ -1,0 +1,134 @@
+"""Pieces every solver shares: warm starts, top-k, building the Solution."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_positive_int, check_support, check_vector, describe
+from ..problem import L0Problem
+from ..result import ConvergenceWarning, Solution
+
+__all__ = [
+    "Stopwatch",
+    "check_tol",
+    "hard_threshold",
+    "make_solution",
+    "resolve_max_iter",
+    "start_point",
+    "top_k",
+]
+
+
+class Stopwatch:
+    """Wall-clock timer started at construction."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Sorted indices of the ``k`` largest entries of ``scores`` (O(p) selection).
+
+    Ties are broken towards the smaller index so the result is deterministic
+    and does not depend on the selection algorithm's internals.
+    """
+    p = scores.shape[0]
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k >= p:
+        return np.arange(p, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)
+    threshold = scores[part[k - 1]]
+    above = np.flatnonzero(scores > threshold)
+    ties = np.flatnonzero(scores == threshold)[: k - above.size]
+    return np.sort(np.concatenate([above, ties])).astype(np.int64)
+
+
+def hard_threshold(v: np.ndarray, k: int) -> np.ndarray:
+    """``H_k(v)``: keep the ``k`` entries of largest magnitude, zero the rest."""
+    out = np.zeros_like(v)
+    idx = top_k(np.abs(v), k)
+    out[idx] = v[idx]
+    return out
+
+
+def resolve_max_iter(max_iter: Any, default: int) -> int:
+    if max_iter is None:
+        return default
+    return int(check_positive_int(max_iter, "max_iter"))  # type: ignore[arg-type]
+
+
+def check_tol(tol: Any) -> float:
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)):
+        raise TypeError(f"tol: expected a positive real number, got {describe(tol)}")
+    tol = float(tol)
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol: expected a finite positive number, got {tol!r}")
+    return tol
+
+
+def start_point(
+    problem: L0Problem, w0: Any = None, support: Any = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Validate warm starts. Returns ``(w0, support)``, each possibly None.
+
+    ``w0`` with more than ``k`` non-zeros is projected with ``H_k``; a given
+    ``support`` must have at most ``k`` indices.
+    """
+    if w0 is not None:
+        w0 = check_vector(w0, "w0", problem.p)
+        if np.count_nonzero(w0) > problem.k:
+            w0 = hard_threshold(w0, problem.k)
+    if support is not None:
+        support = check_support(support, problem.p, "support", k=problem.k)
+    return w0, support
+
+
+def make_solution(
+    problem: L0Problem,
+    w: np.ndarray,
+    *,
+    method: str,
+    status: str,
+    message: str = "",
+    n_iter: int = 0,
+    stopwatch: Stopwatch | None = None,
+    history: Any = None,
+    warn: bool = True,
+    **info: Any,
+) -> Solution:
+    """Build a :class:`Solution`, recomputing the objective exactly from ``w``."""
+    w = np.asarray(w, dtype=np.float64).copy()
+    support = np.flatnonzero(w).astype(np.int64)
+    if support.size > problem.k:  # a bug, never a user error: refuse to return it
+        raise AssertionError(
+            f"internal error: method {method!r} produced {support.size} non-zeros > k={problem.k}"
+        )
+    if status == "max_iter" and warn:
+        warnings.warn(
+            f"{method}: stopped after {n_iter} iterations without meeting its convergence test "
+            "(raise max_iter or loosen tol)",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    hist = np.asarray(history if history is not None else [], dtype=np.float64)
+    return Solution(
+        w=w,
+        support=support,
+        objective=problem.objective(w),
+        status=status,
+        message=message,
+        n_iter=int(n_iter),
+        time=stopwatch.elapsed if stopwatch is not None else 0.0,
+        method=method,
+        history=hist,
+        info=dict(info),
+    )

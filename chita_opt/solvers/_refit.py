@@ -1,0 +1,125 @@
+"""Exact minimisation of f over a fixed support (the "backsolve").
+
+On a support S of size s the problem is the ridge least squares
+
+    min_{w_S}  1/2 ||y - A_S w_S||^2 + (l2/2) ||w_S - w_bar_S||^2 + c_S^T w_S
+
+with normal equations (A_S^T A_S + l2 I) w_S = b,  b = A_S^T y + l2 w_bar_S - c_S.
+
+* s <= n: Cholesky of the s x s Gram matrix, O(n s^2 + s^3).
+* s >  n and l2 > 0: Woodbury,
+      (A_S^T A_S + l2 I)^{-1} = (1/l2) (I - A_S^T (l2 I + A_S A_S^T)^{-1} A_S),
+  an n x n system, O(n^2 s + n^3); the Gram A_S A_S^T is accumulated over
+  column chunks so no s x s (or n x s float64) array is ever formed.
+* l2 = 0 with a rank-deficient A_S: the minimum-norm minimiser; if c_S has a
+  component in the null space of A_S the objective is unbounded below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+from .._kernels.linalg import support_rmatvec
+from ..problem import L0Problem
+
+__all__ = ["RefitResult", "refit"]
+
+_CHUNK = 2048
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    """``w`` (full length p) minimising f on the support, and whether f is bounded there."""
+
+    w: np.ndarray
+    bounded: bool = True
+
+
+def _chunks(support: np.ndarray):
+    for start in range(0, support.size, _CHUNK):
+        yield support[start : start + _CHUNK]
+
+
+def _rhs(problem: L0Problem, support: np.ndarray) -> np.ndarray:
+    b = support_rmatvec(problem.A, support, problem.y)
+    if problem.l2:
+        b += problem.l2 * problem.w_bar[support]
+    if problem.has_c:
+        b -= problem.c[support]
+    return b
+
+
+def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
+    """Exact minimiser of ``f`` with ``w`` restricted to ``support``."""
+    p, n = problem.p, problem.n
+    support = np.asarray(support, dtype=np.int64)
+    w = np.zeros(p)
+    s = support.size
+    if s == 0:
+        return RefitResult(w)
+    b = _rhs(problem, support)
+    l2 = problem.l2
+    if s <= n or l2 == 0.0:
+        if s > 4 * n and l2 == 0.0:
+            return _min_norm_wide(problem, support, b)
+        A_S = np.asarray(problem.A[:, support], dtype=np.float64)
+        H = A_S.T @ A_S
+        if l2:
+            H[np.diag_indices_from(H)] += l2
+            w[support] = sla.solve(H, b, assume_a="pos", check_finite=False)
+            return RefitResult(w)
+        return _min_norm_from_gram(H, b, support, w)
+    w[support] = _woodbury_solve(problem, support, b)
+    return RefitResult(w)
+
+
+def _woodbury_solve(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> np.ndarray:
+    A, l2, n = problem.A, problem.l2, problem.n
+    M = np.zeros((n, n))
+    Ab = np.zeros(n)
+    offset = 0
+    for idx in _chunks(support):
+        block = np.asarray(A[:, idx], dtype=np.float64)
+        M += block @ block.T
+        Ab += block @ b[offset : offset + idx.size]
+        offset += idx.size
+    M[np.diag_indices_from(M)] += l2
+    z = sla.solve(M, Ab, assume_a="pos", check_finite=False)
+    out = b.copy()
+    offset = 0
+    for idx in _chunks(support):
+        block = np.asarray(A[:, idx], dtype=np.float64)
+        out[offset : offset + idx.size] -= block.T @ z
+        offset += idx.size
+    return out / l2
+
+
+def _min_norm_from_gram(
+    H: np.ndarray, b: np.ndarray, support: np.ndarray, w: np.ndarray
+) -> RefitResult:
+    # Gram H = A_S^T A_S is PSD; eigen-decompose and solve on its range.
+    evals, evecs = np.linalg.eigh(H)
+    scale = max(float(evals[-1]), 1.0)
+    keep = evals > scale * 1e-12 * H.shape[0]
+    coef = evecs[:, keep].T @ b
+    w[support] = evecs[:, keep] @ (coef / evals[keep])
+    residual = b - evecs[:, keep] @ coef
+    bounded = bool(np.linalg.norm(residual) <= 1e-8 * max(np.linalg.norm(b), 1.0))
+    return RefitResult(w, bounded)
+
+
+def _min_norm_wide(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> RefitResult:
+    # s >> n and no ridge: minimum-norm solution through the SVD of A_S (n x s).
+    A_S = np.asarray(problem.A[:, support], dtype=np.float64)
+    U, sig, Vt = np.linalg.svd(A_S, full_matrices=False)
+    keep = sig > max(float(sig[0]), 1.0) * 1e-12 * max(A_S.shape)
+    V = Vt[keep].T
+    coef = V.T @ b
+    w = np.zeros(problem.p)
+    w[support] = V @ (coef / sig[keep] ** 2)
+    residual = b - V @ coef
+    bounded = bool(np.linalg.norm(residual) <= 1e-8 * max(np.linalg.norm(b), 1.0))
+    return RefitResult(w, bounded)

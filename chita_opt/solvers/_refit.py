@@ -100,26 +100,36 @@ def _woodbury_solve(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> n
 def _min_norm_from_gram(
     H: np.ndarray, b: np.ndarray, support: np.ndarray, w: np.ndarray
 ) -> RefitResult:
-    # Gram H = A_S^T A_S is PSD; eigen-decompose and solve on its range.
-    evals, evecs = np.linalg.eigh(H)
+    # Gram H = A_S^T A_S is PSD. Jacobi-scale it first so that a badly scaled
+    # (tiny but informative) column is not mistaken for the null space, then
+    # eigen-decompose and solve on the range.
+    d = np.sqrt(H.diagonal())
+    d[d == 0] = 1.0
+    Hs = H / np.outer(d, d)
+    bs = b / d
+    evals, evecs = np.linalg.eigh(Hs)
     scale = max(float(evals[-1]), 1.0)
     keep = evals > scale * 1e-12 * H.shape[0]
-    coef = evecs[:, keep].T @ b
-    w[support] = evecs[:, keep] @ (coef / evals[keep])
-    residual = b - evecs[:, keep] @ coef
-    bounded = bool(np.linalg.norm(residual) <= 1e-8 * max(np.linalg.norm(b), 1.0))
+    coef = evecs[:, keep].T @ bs
+    w[support] = (evecs[:, keep] @ (coef / evals[keep])) / d
+    residual = bs - evecs[:, keep] @ coef
+    bounded = bool(np.linalg.norm(residual) <= 1e-8 * max(np.linalg.norm(bs), 1.0))
     return RefitResult(w, bounded)
 
 
 def _min_norm_wide(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> RefitResult:
-    # s >> n and no ridge: minimum-norm solution through the SVD of A_S (n x s).
+    # s >> n and no ridge: minimum-norm solution (in column-scaled coordinates)
+    # through the SVD of A_S (n x s).
     A_S = np.asarray(problem.A[:, support], dtype=np.float64)
-    U, sig, Vt = np.linalg.svd(A_S, full_matrices=False)
+    d = np.linalg.norm(A_S, axis=0)
+    d[d == 0] = 1.0
+    U, sig, Vt = np.linalg.svd(A_S / d, full_matrices=False)
     keep = sig > max(float(sig[0]), 1.0) * 1e-12 * max(A_S.shape)
     V = Vt[keep].T
-    coef = V.T @ b
+    bs = b / d
+    coef = V.T @ bs
     w = np.zeros(problem.p)
-    w[support] = V @ (coef / sig[keep] ** 2)
-    residual = b - V @ coef
-    bounded = bool(np.linalg.norm(residual) <= 1e-8 * max(np.linalg.norm(b), 1.0))
+    w[support] = (V @ (coef / sig[keep] ** 2)) / d
+    residual = bs - V @ coef
+    bounded = bool(np.linalg.norm(residual) <= 1e-8 * max(np.linalg.norm(bs), 1.0))
     return RefitResult(w, bounded)

@@ -1,0 +1,82 @@
+"""Framework-agnostic pruning: schedules, the multi-stage loop (CHITA++), blocks.
+
+Everything here works on numpy arrays; the adapters
+(:mod:`chita_opt.adapters.torch`, :mod:`chita_opt.adapters.jax`) turn a model
+into a flat weight vector ``w`` (length ``p``) plus a gradient callback, call
+:func:`multistage_prune`, and write ``report.weights`` / ``report.mask`` back.
+
+API (stable)
+------------
+``ParamLayout(names, shapes)``
+    Tensor names/shapes in flat-vector order: ``.p``, ``.sizes``, ``.offsets``,
+    ``.slice(name)``, ``.ranges()``, ``.split(w) -> {name: view}``,
+    ``.flatten(arrays)``, ``.blocks(block_size) -> [(start, stop), ...]``
+    (blocks inside tensors), ``ParamLayout.from_arrays({name: array})``.
+``sparsity_schedule(sparsity, stages, schedule="exp", *, base_level=None) -> ndarray``
+    Levels per stage; ``schedule`` in :data:`SCHEDULES` (``exp``, ``poly``,
+    ``linear``, ``const``) or an explicit sequence; base level default
+    ``min(0.1, sparsity)``. ``stage_ks(p, levels)`` gives ``k`` per stage.
+``multistage_prune(w0, gradient_fn, *, sparsity, stages=1, schedule="exp", base_level=None,
+method="chita", damping=1e-4, first_order=False, first_order_scale=1.0, mask=None, layout=None,
+block_size=None, blocks=None, block_ranking="magnitude", executor=None, max_columns=None,
+solver_options=None, progress=True, options=None) -> PruneReport``
+    The loop. ``gradient_fn(w, columns) -> G`` returns gradient rows
+    ``(n, columns.sum())`` at flat weights ``w`` (float64, p) for the
+    coordinates where the boolean ``columns`` is True (only still-alive
+    weights are ever requested, so memory is ``n x p_alive``; the returned
+    array may be a reused buffer). Pruned weights stay at zero in later
+    stages. ``method="magnitude"`` needs no gradients (``gradient_fn`` may be
+    ``None``). With mini-batch gradient rows of ``m`` samples pass
+    ``first_order_scale=1/m``.
+``PruneReport``
+    ``.weights`` (p,), ``.mask`` (p,) bool, ``.stages`` (list of
+    ``StageRecord``: sparsity, k, objective, gradient_time, solve_time,
+    status), ``.layers`` (``LayerSparsity`` per tensor when a layout is
+    given), ``.achieved_sparsity``, ``.objective``, ``.gradient_time``,
+    ``.solve_time``, ``.total_time``, ``.options``, ``.to_table()``,
+    ``.to_dict()``; ``str(report)`` is a readable summary.
+``select_damping(run, evaluate, grid=DEFAULT_DAMPING_GRID) -> DampingSelection``
+    ``run(damping) -> PruneReport`` (without touching the model),
+    ``evaluate(report) -> held-out loss``; keeps the damping with the lowest loss.
+Blocks (:mod:`chita_opt.pruning.blocks`)
+    ``block_budgets(scores, blocks, k)``, ``BlockTask``, ``solve_block(task)``,
+    ``solve_blocks(tasks, executor=None)`` -- any object with
+    ``submit(fn, *args) -> future`` (``concurrent.futures`` executors,
+    ``dask.distributed.Client``) runs the blocks.
+"""
+
+from .blocks import BlockResult, BlockTask, block_budgets, solve_block, solve_blocks
+from .layout import ParamLayout, uniform_blocks
+from .multistage import (
+    DEFAULT_DAMPING_GRID,
+    DampingSelection,
+    GradientFn,
+    layer_sparsities,
+    multistage_prune,
+    select_damping,
+)
+from .report import LayerSparsity, PruneReport, StageRecord
+from .schedules import DEFAULT_BASE_LEVEL, SCHEDULES, sparsity_schedule, stage_ks
+
+__all__ = [
+    "DEFAULT_BASE_LEVEL",
+    "DEFAULT_DAMPING_GRID",
+    "SCHEDULES",
+    "BlockResult",
+    "BlockTask",
+    "DampingSelection",
+    "GradientFn",
+    "LayerSparsity",
+    "ParamLayout",
+    "PruneReport",
+    "StageRecord",
+    "block_budgets",
+    "layer_sparsities",
+    "multistage_prune",
+    "select_damping",
+    "solve_block",
+    "solve_blocks",
+    "sparsity_schedule",
+    "stage_ks",
+    "uniform_blocks",
+]

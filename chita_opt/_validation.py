@@ -14,12 +14,12 @@ import numpy as np
 
 __all__ = [
     "check_design",
-    "check_vector",
     "check_k",
     "check_nonnegative",
     "check_positive_int",
     "check_sparsity",
     "check_support",
+    "check_vector",
     "describe",
 ]
 
@@ -171,7 +171,8 @@ def check_support(support: Any, p: int, name: str = "support", k: int | None = N
             )
         uniq = np.unique(idx)
         if uniq.size != idx.size:
-            raise ValueError(f"{name}: expected distinct indices, got {idx.size - uniq.size} repeats")
+            repeats = idx.size - uniq.size
+            raise ValueError(f"{name}: expected distinct indices, got {repeats} repeats")
         idx = uniq
     if k is not None and idx.size > k:
         raise ValueError(f"{name}: expected at most k={k} indices, got {idx.size}")

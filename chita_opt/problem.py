@@ -115,6 +115,11 @@ class L0Problem:
         return _readonly(out)
 
     @cached_property
+    def w_bar_sq_norm(self) -> float:
+        """``||w_bar||^2``."""
+        return float(self.w_bar @ self.w_bar)
+
+    @cached_property
     def y_sq_norm(self) -> float:
         """``||y||^2``."""
         return float(self.y @ self.y)
@@ -166,7 +171,9 @@ class L0Problem:
         allowed = {"A", "y", "k", "l2", "w_bar", "c"}
         unknown = set(changes) - allowed
         if unknown:
-            raise TypeError(f"replace: unknown fields {sorted(unknown)}; expected {sorted(allowed)}")
+            raise TypeError(
+                f"replace: unknown fields {sorted(unknown)}; expected {sorted(allowed)}"
+            )
         fields = {
             "A": self.A,
             "y": self.y,

@@ -38,22 +38,29 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import numbers
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validation import check_positive_int, describe
-from ..pruning.layout import ParamLayout
+from .._validation import check_nonnegative, check_positive_int, check_sparsity, describe
+from ..pruning import (
+    DEFAULT_DAMPING_GRID,
+    ParamLayout,
+    PruneReport,
+    multistage_prune,
+    select_damping,
+)
 
 __all__ = [
     "PytreeLayout",
     "apply_masks",
     "gradient_matrix",
+    "held_out_loss",
     "leaf_paths",
     "prune",
     "select_leaves",
@@ -273,17 +280,37 @@ class PytreeLayout(ParamLayout):
             out[i] = _like(leaves[i], parts[name])
         return jax.tree_util.tree_unflatten(self.treedef, out)
 
-    def masks(self, w: Any, params: Any) -> Any:
-        """Boolean pytree shaped like ``params``: ``True`` where a weight is kept.
+    def masks(self, keep: Any, params: Any) -> Any:
+        """Boolean pytree shaped like ``params``: ``True`` where a weight may be non-zero.
 
-        Selected leaves are ``w != 0``; leaves that are not pruned are all ``True``.
+        ``keep`` is a boolean vector of length ``p`` (or weights, then
+        ``keep = w != 0``); leaves that are not pruned are all ``True``.
         """
         leaves = self._check_params(params)
-        parts = self.split(np.asarray(w) != 0)
+        keep = np.asarray(keep)
+        parts = self.split(keep if keep.dtype == np.bool_ else keep != 0)
         out: list[Any] = [jnp.ones(np.shape(leaf), dtype=bool) for leaf in leaves]
         for i, name in zip(self.indices, self.names, strict=True):
             out[i] = jnp.asarray(parts[name])
         return jax.tree_util.tree_unflatten(self.treedef, out)
+
+    def mask_vector(self, masks: Any, name: str = "masks") -> np.ndarray:
+        """The selected leaves of a boolean pytree shaped like the parameters, flattened."""
+        leaves, treedef = jax.tree_util.tree_flatten(masks)
+        if treedef != self.treedef:
+            raise ValueError(
+                f"{name}: expected a boolean pytree with the structure of params, got {treedef}"
+            )
+        parts = []
+        for i, nm, shape in zip(self.indices, self.names, self.shapes, strict=True):
+            leaf = np.asarray(leaves[i])
+            if leaf.dtype != np.bool_ or leaf.shape != shape:
+                raise TypeError(
+                    f"{name}: expected a boolean array of shape {shape} for {nm!r}, "
+                    f"got {describe(leaf)}"
+                )
+            parts.append(leaf)
+        return self.flatten(parts, dtype=bool)
 
 
 def _copy_leaf(leaf: Any) -> Any:
@@ -529,10 +556,21 @@ def _fill_rows(
     mini_batch: int,
     chunk_size: int | None,
     progress: bool,
+    columns: np.ndarray | None = None,
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Stream chunks of examples through ``grad_rows`` into one preallocated ``G``."""
+    """Stream chunks of examples through ``grad_rows`` into one preallocated ``G``.
+
+    ``columns`` (sorted indices into the flat vector) keeps only those
+    columns; ``buffer`` (float32, at least ``n_samples * n_columns`` entries)
+    is reused for ``G`` instead of allocating a new array.
+    """
     rows_per_call = _chunk_rows(layout.p, n_samples, chunk_size)
-    G = np.empty((n_samples, layout.p), dtype=np.float32)
+    n_cols = layout.p if columns is None else int(columns.size)
+    if buffer is None:
+        G = np.empty((n_samples, n_cols), dtype=np.float32)
+    else:
+        G = buffer[: n_samples * n_cols].reshape(n_samples, n_cols)
     sel, rest = _split(params, layout)
     bar = _progress_bar(n_samples, progress, "gradients")
     filled = 0
@@ -551,8 +589,8 @@ def _fill_rows(
                 jax.tree.map(lambda a, r=rows: _pad_rows(a, r, rows_per_call, mini_batch), part)
                 for part in group
             )
-            block = grad_rows(sel, rest, xs, ys)
-            G[filled : filled + rows] = np.asarray(block)[:rows]
+            block = np.asarray(grad_rows(sel, rest, xs, ys))[:rows]
+            G[filled : filled + rows] = block if columns is None else block[:, columns]
             filled += rows
             bar.update(rows)
     finally:
@@ -604,11 +642,223 @@ def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, desc=desc, unit="row", leave=False)
 
 
-def prune(*args: Any, **kwargs: Any) -> Any:  # placeholder until chita_opt.pruning exists
-    raise NotImplementedError
 
 
-def _check_number(value: Any, name: str) -> float:  # pragma: no cover - used by prune
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {describe(value)}")
-    return float(value)
+# ---------------------------------------------------------------------- prune
+def _replayable(data: Any, limit: int) -> Any:
+    """``data`` itself if it can be iterated again, else its first ``limit`` examples.
+
+    Multi-stage pruning recomputes gradients at every stage; a one-shot
+    iterator (a generator, ``iter(loader)``) would be empty at stage 2, so the
+    examples it yields are kept (memory: the data of ``n_samples`` rows).
+    """
+    if _is_tuple_of_arrays(data):
+        return data
+    if isinstance(data, Iterator):
+        groups = list(_regroup(_batches(data), limit, limit))
+        return groups
+    return data
+
+
+def held_out_loss(loss_fn: LossFn, params: Any, data: Any, *, batch_size: int = 1024) -> float:
+    """Mean of ``loss_fn`` over all examples of ``data`` (weighted by batch size).
+
+    ``data`` is a tuple of arrays or an iterable of batches, as for
+    :func:`gradient_matrix`; examples are evaluated in jitted batches of
+    ``batch_size``.
+    """
+    _check_callable(loss_fn)
+    batch_size = int(check_positive_int(batch_size, "batch_size"))  # type: ignore[arg-type]
+    batch_loss = jax.jit(loss_fn)
+    total = 0.0
+    count = 0
+    for inputs, targets in _regroup(_batches(data), batch_size, sys.maxsize):
+        n = _leading(inputs)
+        total += float(batch_loss(params, inputs, targets)) * n
+        count += n
+    if count == 0:
+        raise ValueError("held_out: expected at least one example, got none")
+    return total / count
+
+
+def prune(
+    loss_fn: LossFn,
+    params: Any,
+    data: Any,
+    *,
+    sparsity: float,
+    method: str = "chita",
+    stages: int = 1,
+    schedule: str | Sequence[float] = "exp",
+    base_level: float | None = None,
+    select: Select = None,
+    n_samples: int = 1000,
+    mini_batch: int = 1,
+    damping: float | str = 1e-4,
+    damping_grid: Sequence[float] = DEFAULT_DAMPING_GRID,
+    held_out: Any = None,
+    first_order: bool = False,
+    first_order_scale: float | None = None,
+    block_size: int | None = None,
+    executor: Any = None,
+    max_gradient_columns: int | None = None,
+    masks: Any = None,
+    solver_options: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> tuple[Any, Any, PruneReport]:
+    """Prune a pytree of parameters with CHITA / CHITA++ (or magnitude pruning).
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(params, inputs, targets) -> scalar`` (see :func:`gradient_matrix`).
+    params : pytree
+        The trained parameters; never modified.
+    data : tuple of arrays or iterable of batches
+        Examples for the gradient rows (see :func:`gradient_matrix`). With
+        ``stages > 1`` gradients are recomputed at every stage: a re-iterable
+        ``data`` (arrays, a list, a loader) is iterated again, a one-shot
+        iterator is read once and its examples kept.
+    sparsity : float
+        Fraction of the selected weights set to exactly zero, in ``[0, 1)``;
+        ``k = p - round(sparsity * p)`` weights survive.
+    method : str, default "chita"
+        Solver for every stage (see :func:`chita_opt.available_methods`);
+        ``"magnitude"`` keeps the largest ``|w|`` and computes no gradients.
+    stages : int, default 1
+        1 is one-shot CHITA; more stages is CHITA++ (gradients recomputed at
+        the current weights between stages, along ``schedule``).
+    schedule : {"exp", "poly", "linear", "const"} or sequence of float
+        Sparsity schedule over the stages (:func:`chita_opt.pruning.sparsity_schedule`).
+    base_level : float, optional
+        Sparsity of the first stage (default ``min(0.1, sparsity)``).
+    select : None, str, sequence of str or callable
+        Which leaves to prune (see the module docstring); the sparsity is
+        global over all selected leaves.
+    n_samples : int, default 1000
+        Gradient rows per stage.
+    mini_batch : int, default 1
+        Examples per gradient row.
+    damping : float or "auto", default 1e-4
+        Ridge added to the empirical Fisher (``l2 = n * damping``). ``"auto"``
+        prunes once per value of ``damping_grid`` and keeps the one with the
+        lowest loss on ``held_out`` (:func:`held_out_loss`).
+    damping_grid : sequence of float
+        Candidates for ``damping="auto"``.
+    held_out : tuple of arrays or iterable of batches, optional
+        Held-out data for ``damping="auto"`` (not the gradient data).
+    first_order : bool, default False
+        Include the mean-gradient (linear) term of the local model; helps
+        CHITA++ at high sparsity.
+    first_order_scale : float, optional
+        Multiplier of the linear term; default ``1 / mini_batch`` (see
+        :func:`chita_opt.pruning.multistage_prune`).
+    block_size : int, optional
+        Block approximation: blocks of about this many weights inside each leaf.
+    executor : Executor-like, optional
+        Where blocks are solved (``concurrent.futures`` executors,
+        ``dask.distributed.Client``).
+    max_gradient_columns : int, optional
+        With blocks: compute gradients for at most this many weights at a
+        time (gradient memory ``n x max_gradient_columns``).
+    masks : pytree of bool, optional
+        Weights allowed to be non-zero at the start (e.g. the ``masks`` of an
+        earlier call), shaped like ``params``.
+    solver_options : mapping, optional
+        Extra options for :func:`chita_opt.solve`.
+    chunk_size : int, optional
+        Gradient rows per jitted call (see :func:`gradient_matrix`).
+    progress : bool, default True
+        Progress bars over stages and gradient rows.
+
+    Returns
+    -------
+    new_params : pytree
+        Same structure, dtypes, shapes and devices as ``params``, pruned.
+    masks : pytree of bool
+        Same structure as ``params``: ``True`` where a weight may be non-zero
+        (exactly ``k`` over the selected leaves; all ``True`` in the others).
+        Keep pruned weights at zero while fine-tuning with :func:`apply_masks`
+        or by masking the updates (docs/pruning_jax.md).
+    report : PruneReport
+        Sparsity per leaf, objective and time per stage, options used.
+    """
+    _check_callable(loss_fn)
+    layout = PytreeLayout.from_params(params, select)
+    check_sparsity(sparsity, "sparsity")
+    n_samples = int(check_positive_int(n_samples, "n_samples"))  # type: ignore[arg-type]
+    mini_batch = int(check_positive_int(mini_batch, "mini_batch"))  # type: ignore[arg-type]
+    chunk_size = check_positive_int(chunk_size, "chunk_size", allow_none=True)
+    auto = isinstance(damping, str)
+    if auto and damping != "auto":
+        raise ValueError(f"damping: expected a non-negative number or 'auto', got {damping!r}")
+    if auto and held_out is None:
+        raise TypeError("held_out: expected held-out data for damping='auto', got None")
+    if not auto:
+        damping = check_nonnegative(damping, "damping")
+    if first_order_scale is None:
+        first_order_scale = 1.0 / mini_batch
+    start_mask = None if masks is None else layout.mask_vector(masks)
+    w0 = layout.flatten_params(params)
+
+    gradient_fn = None
+    if method != "magnitude":
+        replay = _replayable(data, n_samples * mini_batch)
+        grad_rows = _row_gradients(loss_fn, layout)
+        # One float32 buffer of n x p for every stage: later stages need fewer
+        # columns and reuse its front part, so memory stays n x p throughout.
+        buffer: list[np.ndarray] = []
+
+        def gradient_fn(w: np.ndarray, columns: np.ndarray) -> np.ndarray:
+            if not buffer:
+                buffer.append(np.empty(n_samples * layout.p, dtype=np.float32))
+            current = layout.unflatten_params(w, params)
+            cols = None if bool(columns.all()) else np.flatnonzero(columns)
+            return _fill_rows(
+                grad_rows, loss_fn, current, replay, layout,
+                n_samples=n_samples, mini_batch=mini_batch, chunk_size=chunk_size,
+                progress=progress, columns=cols, buffer=buffer[0],
+            )
+
+    def run(damping_value: float) -> PruneReport:
+        return multistage_prune(
+            w0,
+            gradient_fn,
+            sparsity=sparsity,
+            stages=stages,
+            schedule=schedule,
+            base_level=base_level,
+            method=method,
+            damping=damping_value,
+            first_order=first_order,
+            first_order_scale=first_order_scale,
+            mask=start_mask,
+            layout=layout,
+            block_size=block_size,
+            executor=executor,
+            max_columns=max_gradient_columns,
+            solver_options=solver_options,
+            progress=progress,
+            options={
+                "framework": "jax",
+                "n_samples": n_samples,
+                "mini_batch": mini_batch,
+                "leaves": list(layout.names),
+            },
+        )
+
+    if auto:
+        held = _replayable(held_out, sys.maxsize)
+        selection = select_damping(
+            run,
+            lambda rep: held_out_loss(loss_fn, layout.unflatten_params(rep.weights, params), held),
+            damping_grid,
+        )
+        report = selection.report
+        report.options["damping"] = selection.damping
+        report.options["damping_selection"] = "auto"
+    else:
+        report = run(float(damping))  # type: ignore[arg-type]
+    new_params = layout.unflatten_params(report.weights, params)
+    return new_params, layout.masks(report.mask, params), report

@@ -55,7 +55,7 @@ from .multistage import (
     multistage_prune,
     select_damping,
 )
-from .report import LayerSparsity, PruneReport, StageRecord
+from .report import GradualReport, LayerSparsity, PruneReport, StageRecord
 from .schedules import DEFAULT_BASE_LEVEL, SCHEDULES, sparsity_schedule, stage_ks
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "BlockTask",
     "DampingSelection",
     "GradientFn",
+    "GradualReport",
     "LayerSparsity",
     "ParamLayout",
     "PruneReport",

@@ -35,7 +35,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Worst first: the status reported for a stage is the worst over its blocks.
-_STATUS_RANK = ("error", "unbounded", "infeasible", "time_limit", "max_iter", "converged", "optimal")
+_STATUS_RANK = (
+    "error",
+    "unbounded",
+    "infeasible",
+    "time_limit",
+    "max_iter",
+    "converged",
+    "optimal",
+)
 
 
 def worst_status(statuses: Iterable[str]) -> str:
@@ -135,12 +143,19 @@ def solve_block(task: BlockTask) -> BlockResult:
     )
     if task.k == 0:
         w = np.zeros(problem.p)
-        return BlockResult(task.start, task.stop, w, problem.objective(w), "optimal",
-                           "nothing kept", clock.elapsed)
+        return BlockResult(
+            task.start, task.stop, w, problem.objective(w), "optimal", "nothing kept", clock.elapsed
+        )
     sol = solve(problem, method=task.method, **task.options)
     return BlockResult(
-        task.start, task.stop, np.array(sol.w), float(sol.objective), sol.status, sol.message,
-        clock.elapsed, sol.n_iter,
+        task.start,
+        task.stop,
+        np.array(sol.w),
+        float(sol.objective),
+        sol.status,
+        sol.message,
+        clock.elapsed,
+        sol.n_iter,
     )
 
 

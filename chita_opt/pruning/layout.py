@@ -7,6 +7,7 @@ the flat vector ``w`` (length ``p``) that the solvers see: tensor ``i`` occupies
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import prod
@@ -59,9 +60,13 @@ class ParamLayout:
             raise ValueError(f"names: expected distinct names, got repeats {dup}")
         for name, shape in zip(names, shapes, strict=True):
             if any(d < 0 for d in shape):
-                raise ValueError(f"shapes: expected non-negative dimensions, got {shape} for {name!r}")
+                raise ValueError(
+                    f"shapes: expected non-negative dimensions, got {shape} for {name!r}"
+                )
         sizes = tuple(int(prod(s)) for s in shapes)
-        offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]])) if sizes else ()
+        offsets = (
+            tuple(int(o) for o in np.concatenate([[0], np.cumsum(sizes)[:-1]])) if sizes else ()
+        )
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "shapes", shapes)
         object.__setattr__(self, "sizes", sizes)
@@ -99,10 +104,14 @@ class ParamLayout:
             raise ValueError(f"w: expected shape ({self.p},), got {describe(w)}")
         return {
             name: w[o : o + s].reshape(shape)
-            for name, shape, o, s in zip(self.names, self.shapes, self.offsets, self.sizes, strict=True)
+            for name, shape, o, s in zip(
+                self.names, self.shapes, self.offsets, self.sizes, strict=True
+            )
         }
 
-    def flatten(self, arrays: Mapping[str, Any] | Sequence[Any], dtype: Any = np.float64) -> np.ndarray:
+    def flatten(
+        self, arrays: Mapping[str, Any] | Sequence[Any], dtype: Any = np.float64
+    ) -> np.ndarray:
         """Concatenate tensors (a mapping by name, or a sequence in layout order) into ``w``."""
         if isinstance(arrays, Mapping):
             missing = [n for n in self.names if n not in arrays]
@@ -144,4 +153,4 @@ def uniform_blocks(start: int, stop: int, block_size: int) -> list[tuple[int, in
         return []
     n_blocks = max(1, size // block_size)
     edges = start + (np.arange(n_blocks + 1) * size) // n_blocks
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]

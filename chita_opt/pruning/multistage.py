@@ -180,12 +180,14 @@ def multistage_prune(
             raise ValueError("max_columns: only meaningful with blocks; set block_size or blocks")
     needs_gradients = method != "magnitude"
     if needs_gradients and not callable(gradient_fn):
-        raise TypeError(f"gradient_fn: expected a callable (w, columns) -> G, got "
-                        f"{describe(gradient_fn)}")
+        raise TypeError(
+            f"gradient_fn: expected a callable (w, columns) -> G, got {describe(gradient_fn)}"
+        )
     solver_options = dict(solver_options or {})
     if method == "magnitude" and solver_options:
-        raise TypeError(f"solver_options: method 'magnitude' takes no options, got "
-                        f"{sorted(solver_options)}")
+        raise TypeError(
+            f"solver_options: method 'magnitude' takes no options, got {sorted(solver_options)}"
+        )
 
     w[~alive] = 0.0
     report = PruneReport(
@@ -207,22 +209,38 @@ def multistage_prune(
     if stages > 1:
         report.options["levels"] = [round(float(s), 6) for s in levels]
     context = _StageContext(
-        gradient_fn=gradient_fn, method=method, damping=damping, first_order=bool(first_order),
-        first_order_scale=first_order_scale, solver_options=solver_options,
-        blocks=block_list, ranking=ranking, executor=executor, max_columns=max_columns,
+        gradient_fn=gradient_fn,
+        method=method,
+        damping=damping,
+        first_order=bool(first_order),
+        first_order_scale=first_order_scale,
+        solver_options=solver_options,
+        blocks=block_list,
+        ranking=ranking,
+        executor=executor,
+        max_columns=max_columns,
         progress=progress,
     )
-    bar = _progress(stages, progress and stages > 1, "CHITA++ stages" if stages > 1 else "CHITA",
-                    leave=True)
+    bar = _progress(
+        stages, progress and stages > 1, "CHITA++ stages" if stages > 1 else "CHITA", leave=True
+    )
     try:
         for t, level in enumerate(levels, start=1):
             k_t = k_from_sparsity(p, float(level))
             n_alive = int(alive.sum())
             if k_t >= n_alive:
                 # Nothing to prune at this level (the start mask is already sparser).
-                report.stages.append(StageRecord(t, float(level), n_alive, n_alive, status="skipped",
-                                                 objective_kind="none",
-                                                 message="already at or below this stage's budget"))
+                report.stages.append(
+                    StageRecord(
+                        t,
+                        float(level),
+                        n_alive,
+                        n_alive,
+                        status="skipped",
+                        objective_kind="none",
+                        message="already at or below this stage's budget",
+                    )
+                )
                 bar.update(1)
                 continue
             w, alive, record = _run_stage(context, t, float(level), k_t, w, alive)
@@ -231,7 +249,12 @@ def multistage_prune(
             report.solve_time += record.solve_time
             logger.info(
                 "stage %d/%d: sparsity %.4f, kept %d, objective %s, grad %.2fs, solve %.2fs",
-                t, stages, level, record.k, record.objective, record.gradient_time,
+                t,
+                stages,
+                level,
+                record.k,
+                record.objective,
+                record.gradient_time,
                 record.solve_time,
             )
             bar.update(1)
@@ -241,7 +264,9 @@ def multistage_prune(
     if int(alive.sum()) < report.k:
         logger.warning(
             "mask: only %d weights were alive at the start, fewer than k=%d; "
-            "the result is sparser than asked", int(alive.sum()), report.k,
+            "the result is sparser than asked",
+            int(alive.sum()),
+            report.k,
         )
     report.weights = w
     report.mask = alive
@@ -292,7 +317,11 @@ def _run_stage(
     G = _call_gradient_fn(ctx.gradient_fn, w, alive, idx.size, t)
     t1 = time.perf_counter()
     problem = L0Problem.from_gradients(
-        G, w[idx], k=k, damping=ctx.damping, first_order=ctx.first_order,
+        G,
+        w[idx],
+        k=k,
+        damping=ctx.damping,
+        first_order=ctx.first_order,
         first_order_scale=ctx.first_order_scale,
     )
     sol = solve(problem, method=ctx.method, **ctx.solver_options)
@@ -304,9 +333,16 @@ def _run_stage(
     alive_new = np.zeros_like(alive)
     alive_new[idx[keep]] = True
     record = StageRecord(
-        stage=t, sparsity=level, k=k, n_alive=idx.size, n_rows=problem.n,
-        objective=float(sol.objective), gradient_time=t1 - t0, solve_time=t2 - t1,
-        status=sol.status, message=sol.message,
+        stage=t,
+        sparsity=level,
+        k=k,
+        n_alive=idx.size,
+        n_rows=problem.n,
+        objective=float(sol.objective),
+        gradient_time=t1 - t0,
+        solve_time=t2 - t1,
+        status=sol.status,
+        message=sol.message,
     )
     return w_new, alive_new, record
 
@@ -322,14 +358,26 @@ def _magnitude_stage(
     w_new[keep] = w[keep]
     alive_new = np.zeros(w.size, dtype=bool)
     alive_new[keep] = True
-    record = StageRecord(t, level, k, idx.size, objective=None, objective_kind="none",
-                         solve_time=time.perf_counter() - t0,
-                         message=f"kept the {k} largest |w|")
+    record = StageRecord(
+        t,
+        level,
+        k,
+        idx.size,
+        objective=None,
+        objective_kind="none",
+        solve_time=time.perf_counter() - t0,
+        message=f"kept the {k} largest |w|",
+    )
     return w_new, alive_new, record
 
 
 def _block_stage(
-    ctx: _StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
+    ctx: _StageContext,
+    t: int,
+    level: float,
+    k: int,
+    w: np.ndarray,
+    alive: np.ndarray,
     idx: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, StageRecord]:
     assert ctx.blocks is not None
@@ -341,9 +389,13 @@ def _block_stage(
     budgets = block_budgets(scores, local, k)
     groups = _group_blocks(local, ctx.max_columns)
     w_alive = w[idx]
-    fields = dict(damping=ctx.damping, first_order=ctx.first_order,
-                  first_order_scale=ctx.first_order_scale, method=ctx.method,
-                  options=ctx.solver_options)
+    fields = dict(
+        damping=ctx.damping,
+        first_order=ctx.first_order,
+        first_order_scale=ctx.first_order_scale,
+        method=ctx.method,
+        options=ctx.solver_options,
+    )
     results: list[BlockResult] = []
     grad_time = 0.0
     solve_time = 0.0
@@ -359,8 +411,12 @@ def _block_stage(
             t1 = time.perf_counter()
             n_rows = G.shape[0]
             tasks = iter_block_tasks(
-                G, w_alive, [local[i] for i in group], [int(budgets[i]) for i in group],
-                offset=lo, **fields,
+                G,
+                w_alive,
+                [local[i] for i in group],
+                [int(budgets[i]) for i in group],
+                offset=lo,
+                **fields,
             )
             # Solve this group's blocks before the next gradient call may reuse G's buffer.
             part = solve_blocks(tasks, executor=ctx.executor, total=len(group), progress=False)
@@ -384,10 +440,17 @@ def _block_stage(
     alive_new = np.zeros_like(alive)
     alive_new[idx[keep]] = True
     record = StageRecord(
-        stage=t, sparsity=level, k=k, n_alive=idx.size, n_rows=n_rows,
-        objective=float(sum(r.objective for r in results)), objective_kind="block-sum",
-        gradient_time=grad_time, solve_time=solve_time,
-        status=worst_status(r.status for r in results), n_blocks=len(results),
+        stage=t,
+        sparsity=level,
+        k=k,
+        n_alive=idx.size,
+        n_rows=n_rows,
+        objective=float(sum(r.objective for r in results)),
+        objective_kind="block-sum",
+        gradient_time=grad_time,
+        solve_time=solve_time,
+        status=worst_status(r.status for r in results),
+        n_blocks=len(results),
         message=f"{len(results)} blocks in {len(groups)} gradient pass(es)",
     )
     return w_new, alive_new, record
@@ -432,7 +495,11 @@ def _call_gradient_fn(
     gradient_fn: GradientFn | None, w: np.ndarray, columns: np.ndarray, n_cols: int, t: int
 ) -> np.ndarray:
     assert gradient_fn is not None
-    G = gradient_fn(w.copy(), columns.copy())
+    try:
+        G = gradient_fn(w.copy(), columns.copy())
+    except Exception as exc:
+        exc.add_note(f"chita_opt: raised by gradient_fn at stage {t}")
+        raise
     if not isinstance(G, np.ndarray):
         G = np.asarray(G)
     if G.ndim != 2 or G.shape[1] != n_cols:
@@ -447,7 +514,9 @@ def _check_status(status: str, message: str, method: str, t: int, block: Any = N
     if status in _BAD_STATUSES:
         where = f"stage {t}" + (f", block {block}" if block is not None else "")
         hint = " (try a larger damping)" if status == "unbounded" else ""
-        raise RuntimeError(f"{where}: method {method!r} returned status {status!r}: {message}{hint}")
+        raise RuntimeError(
+            f"{where}: method {method!r} returned status {status!r}: {message}{hint}"
+        )
 
 
 # ------------------------------------------------------------------ validation
@@ -490,8 +559,9 @@ def _resolve_blocks(
         for a, b in blocks:
             out.append((int(a), int(b)))
     except (TypeError, ValueError):
-        raise TypeError(f"blocks: expected a sequence of (start, stop) pairs, got "
-                        f"{describe(blocks)}") from None
+        raise TypeError(
+            f"blocks: expected a sequence of (start, stop) pairs, got {describe(blocks)}"
+        ) from None
     out.sort()
     pos = 0
     for a, b in out:
@@ -509,8 +579,9 @@ def _resolve_blocks(
 def _check_ranking(ranking: Any, p: int) -> np.ndarray | None:
     if isinstance(ranking, str):
         if ranking != "magnitude":
-            raise ValueError(f"block_ranking: expected 'magnitude' or an array of {p} scores, "
-                             f"got {ranking!r}")
+            raise ValueError(
+                f"block_ranking: expected 'magnitude' or an array of {p} scores, got {ranking!r}"
+            )
         return None
     from .._validation import check_vector
 
@@ -538,7 +609,8 @@ class DampingSelection:
 
     def __str__(self) -> str:
         rows = "\n".join(
-            f"  damping {d:<10.3g} held-out loss {loss:.6g}{'  <- chosen' if d == self.damping else ''}"
+            f"  damping {d:<10.3g} held-out loss {loss:.6g}"
+            + ("  <- chosen" if d == self.damping else "")
             for d, loss in self.losses.items()
         )
         return f"DampingSelection(damping={self.damping:g})\n{rows}"
@@ -580,7 +652,9 @@ def select_damping(
         if np.isfinite(loss) and (best is None or loss < best[1]):
             best = (d, loss, rep)
     if best is None:
-        raise RuntimeError(f"select_damping: every damping gave a non-finite held-out loss: {losses}")
+        raise RuntimeError(
+            f"select_damping: every damping gave a non-finite held-out loss: {losses}"
+        )
     best[2].options["damping_losses"] = {f"{d:g}": v for d, v in losses.items()}
     return DampingSelection(best[0], losses, best[2])
 

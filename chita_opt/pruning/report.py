@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LayerSparsity", "PruneReport", "StageRecord"]
+__all__ = ["GradualReport", "LayerSparsity", "PruneReport", "StageRecord"]
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,13 @@ class PruneReport:
             "options": dict(self.options),
             "stages": [vars(s).copy() for s in self.stages],
             "layers": [
-                {"name": la.name, "shape": list(la.shape), "size": la.size,
-                 "n_nonzero": la.n_nonzero, "sparsity": la.sparsity}
+                {
+                    "name": la.name,
+                    "shape": list(la.shape),
+                    "size": la.size,
+                    "n_nonzero": la.n_nonzero,
+                    "sparsity": la.sparsity,
+                }
                 for la in self.layers
             ],
         }
@@ -160,8 +165,10 @@ class PruneReport:
     def to_table(self) -> str:
         """Two plain-text tables: the stages, then the per-layer sparsity."""
         lines = []
-        header = f"{'stage':>5} {'target':>7} {'kept':>9} {'objective':>12} {'grad s':>7} " \
-                 f"{'solve s':>8} {'status':>10}"
+        header = (
+            f"{'stage':>5} {'target':>7} {'kept':>9} {'objective':>12} {'grad s':>7} "
+            f"{'solve s':>8} {'status':>10}"
+        )
         lines.append(header)
         lines.append("-" * len(header))
         for r in self.stages:
@@ -211,4 +218,55 @@ class PruneReport:
             f"achieved_sparsity={self.achieved_sparsity:.4f}, k={self.k}, p={self.p}, "
             f"stages={len(self.stages)}, objective={self.objective!r}, "
             f"total_time={self.total_time:.3g})"
+        )
+
+
+@dataclass
+class GradualReport:
+    """Result of gradual pruning: one :class:`PruneReport` per pruning step plus fine-tuning.
+
+    Attributes
+    ----------
+    levels : list of float
+        Sparsity of each pruning step.
+    reports : list of PruneReport
+        One per pruning step.
+    train_losses : list of list of float
+        Training loss of every fine-tuning step, per pruning step.
+    fine_tune_time, total_time : float
+        Seconds.
+    """
+
+    levels: list[float] = field(default_factory=list)
+    reports: list[PruneReport] = field(default_factory=list)
+    train_losses: list[list[float]] = field(default_factory=list)
+    fine_tune_time: float = 0.0
+    total_time: float = 0.0
+
+    @property
+    def final(self) -> PruneReport | None:
+        """The last pruning step's report."""
+        return self.reports[-1] if self.reports else None
+
+    def to_table(self) -> str:
+        """One line per pruning step: sparsity, time, fine-tuning loss (first -> last)."""
+        head = (
+            f"{'step':>4} {'target':>7} {'achieved':>9} {'prune s':>8} {'steps':>6} "
+            f"{'loss first':>11} {'loss last':>10}"
+        )
+        lines = [head, "-" * len(head)]
+        for i, (level, rep) in enumerate(zip(self.levels, self.reports, strict=False), start=1):
+            losses = self.train_losses[i - 1] if i - 1 < len(self.train_losses) else []
+            first = f"{losses[0]:.4g}" if losses else "-"
+            last = f"{losses[-1]:.4g}" if losses else "-"
+            lines.append(
+                f"{i:>4} {level:>7.4f} {rep.achieved_sparsity:>9.4f} {rep.total_time:>8.2f} "
+                f"{len(losses):>6} {first:>11} {last:>10}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return (
+            f"GradualReport: {len(self.reports)} pruning steps, time {self.total_time:.2f} s "
+            f"(fine-tuning {self.fine_tune_time:.2f} s)\n\n" + self.to_table()
         )

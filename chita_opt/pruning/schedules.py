@@ -71,8 +71,9 @@ def sparsity_schedule(
     if not isinstance(schedule, str):
         return _explicit(schedule, sparsity, stages)
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {list(SCHEDULES)} or a sequence of levels, "
-                         f"got {schedule!r}")
+        raise ValueError(
+            f"schedule: expected one of {list(SCHEDULES)} or a sequence of levels, got {schedule!r}"
+        )
     if base_level is None:
         base = min(DEFAULT_BASE_LEVEL, sparsity)
     else:

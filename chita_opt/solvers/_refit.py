@@ -123,7 +123,7 @@ def _min_norm_wide(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> Re
     A_S = np.asarray(problem.A[:, support], dtype=np.float64)
     d = np.linalg.norm(A_S, axis=0)
     d[d == 0] = 1.0
-    U, sig, Vt = np.linalg.svd(A_S / d, full_matrices=False)
+    _, sig, Vt = np.linalg.svd(A_S / d, full_matrices=False)
     keep = sig > max(float(sig[0]), 1.0) * 1e-12 * max(A_S.shape)
     V = Vt[keep].T
     bs = b / d

@@ -77,7 +77,8 @@ def run_active_set(
     step = 1.0
     converged = False
     rounds = 0
-    for rounds in range(1, max_rounds + 1):
+    for _ in range(max_rounds):
+        rounds += 1
         sub = restrict(P, W)
         L_W = lipschitz_constant(sub, random_state)
         step = 1.0 / L_W if L_W > 0 else 1.0

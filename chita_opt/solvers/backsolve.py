@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..problem import L0Problem
 from ..result import Solution
 from . import register

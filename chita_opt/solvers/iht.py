@@ -3,13 +3,14 @@
 One iteration from a k-sparse ``w`` with gradient ``g``:
 
 1. the "safe" step ``1/L`` (``L`` = largest eigenvalue of ``A^T A + l2 I``)
-   proposes ``T = supp(H_k(w - g/L))``;
-2. an exact line search along ``-g`` restricted to ``T`` gives
-   ``tau_ls = ||g_T||^2 / (||A_T g_T||^2 + l2 ||g_T||^2) >= 1/L``;
-3. steps ``tau_ls * 2^j`` (j = -1..2) and ``1/L`` are tried -- larger steps are
-   where the support changes -- and the candidate ``H_k(w - tau g)`` with the
-   lowest objective is kept (each costs O(p + n k): a selection and a
-   support-restricted product);
+   is always a candidate;
+2. an exact line search along ``-g_S``, restricted to the current support S,
+   gives ``tau_ls = ||g_S||^2 / (||A_S g_S||^2 + l2 ||g_S||^2) >= 1/L``;
+3. a search over the steps at which the support changes: ``tau_ls * 2^j``
+   (j = -1..2) and multiples of ``tau_c``, the step at which an outside
+   coordinate overtakes the weakest support coordinate; the candidate
+   ``H_k(w - tau g)`` with the lowest objective is kept. Each candidate costs
+   O(p) plus the columns entering or leaving the support (see ``_Steps``);
 4. when the support has not changed for ``refit_after`` iterations, ``w`` is
    replaced by the exact minimiser on that support (the backsolve), which
    turns IHT's linear convergence on a fixed support into one solve.
@@ -17,8 +18,8 @@ One iteration from a k-sparse ``w`` with gradient ``g``:
 IHT with step ``1/L`` never increases f, so the best candidate never does
 either. The method stops at a fixed point of the ``1/L`` step,
 ``w = H_k(w - grad f(w) / L)`` (to ``tol``), the stationarity notion of
-Beck & Eldar (2013). One iteration costs one pass over ``A`` (``A^T r``) plus
-O(p + n k) per candidate.
+Beck & Eldar (2013). One iteration costs one pass over ``A`` (``A^T r``), one
+support-restricted product ``A_S g_S`` and O(p + n |S xor T|) per candidate.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from .._kernels.linalg import support_matvec
+from .._kernels.linalg import grouped_matvec, support_matvec
 from ..problem import L0Problem
 from ..result import Solution
 from . import register
@@ -89,13 +90,62 @@ class IHTResult:
     n_refits: int = 0
 
 
-def _evaluate(problem: L0Problem, v: np.ndarray, k: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """Objective, point and residual of ``H_k(v)`` (O(p + n k))."""
-    support = top_k(np.abs(v), k)
-    w = np.zeros_like(v)
-    w[support] = v[support]
-    r = problem.y - support_matvec(problem.A, support, w[support])
-    return problem.objective_from_residual(w, r), w, r
+class _Steps:
+    """Evaluates ``H_k(w - tau g)`` for several ``tau`` at the cost of the columns that change.
+
+    With ``S`` the current support and ``A w`` known, the product
+    ``A H_k(w - tau g) = A w - tau A_S g_S - A_{S\\T} v_{S\\T} + A_{T\\S} v_{T\\S}``
+    (``v = w - tau g``, ``T`` its top-k) needs ``A_S g_S`` once per iteration
+    and then only the columns entering or leaving: O(p + n |S xor T|) a step.
+    """
+
+    def __init__(self, problem: L0Problem, w: np.ndarray, S: np.ndarray, Aw: np.ndarray,
+                 g: np.ndarray) -> None:
+        self.problem, self.w, self.S, self.Aw, self.g = problem, w, S, Aw, g
+        self.AgS = support_matvec(problem.A, S, g[S])
+
+    def line_search_step(self) -> float | None:
+        """Exact minimiser of f along ``-g_S`` (the support-preserving direction)."""
+        gS = self.g[self.S]
+        num = float(gS @ gS)
+        den = float(self.AgS @ self.AgS) + self.problem.l2 * num
+        return num / den if num > 0.0 and den > 0.0 else None
+
+    def evaluate(self, taus: list[float]) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+        """``(f, w_new, T, A w_new)`` for each step in ``taus`` (one batched product)."""
+        P = self.problem
+        points, cols, vals, groups = [], [], [], []
+        for g_id, tau in enumerate(taus):
+            v = self.w - tau * self.g
+            T = top_k(np.abs(v), P.k)
+            leaving = np.setdiff1d(self.S, T, assume_unique=True)
+            entering = np.setdiff1d(T, self.S, assume_unique=True)
+            cols += [leaving, entering]
+            vals += [-v[leaving], v[entering]]
+            groups.append(np.full(leaving.size + entering.size, g_id))
+            points.append((tau, v, T))
+        changes = grouped_matvec(P.A, np.concatenate(cols), np.concatenate(vals),
+                                 np.concatenate(groups), len(taus))
+        out = []
+        for (tau, v, T), change in zip(points, changes, strict=True):
+            Aw = self.Aw - tau * self.AgS + change
+            w_new = np.zeros_like(v)
+            w_new[T] = v[T]
+            out.append((P.objective_on_support(T, v[T], P.y - Aw), w_new, T, Aw))
+        return out
+
+
+def _support_change_step(w: np.ndarray, g: np.ndarray, S: np.ndarray) -> float | None:
+    """Smallest step at which an outside coordinate could overtake the weakest inside one.
+
+    Exact when ``g_S = 0`` (after a refit), a useful scale otherwise.
+    """
+    outside = np.abs(g)
+    outside[S] = 0.0
+    top_out = float(outside.max(initial=0.0))
+    if top_out <= 0.0 or S.size == 0:
+        return None
+    return float(np.min(np.abs(w[S]))) / top_out
 
 
 def run_iht(
@@ -109,61 +159,52 @@ def run_iht(
     random_state: int | None = 0,
 ) -> IHTResult:
     """IHT from ``w`` (projected to k non-zeros); see the module docstring."""
-    k = problem.k
-    L = lipschitz if lipschitz is not None else lipschitz_constant(problem, random_state)
+    P = problem
+    k = P.k
+    L = lipschitz if lipschitz is not None else lipschitz_constant(P, random_state)
     if L <= 0.0:  # A == 0 and l2 == 0: f is linear, any step is "safe"; use a unit step
         L = 1.0
     w = hard_threshold(np.asarray(w, dtype=np.float64), k)
-    support = np.flatnonzero(w)
-    r = problem.y - support_matvec(problem.A, support, w[support])
-    f = problem.objective_from_residual(w, r)
+    S = top_k(np.abs(w), k)
+    Aw = support_matvec(P.A, S, w[S])
+    f = P.objective_from_residual(w, P.y - Aw)
     history = [f]
     stable = 0
-    refitted_support: np.ndarray | None = None
+    refitted: np.ndarray | None = None
     n_refits = 0
     for it in range(1, max_iter + 1):
-        g = problem.gradient_from_residual(w, r)
-        v_safe = w - g / L
-        f_safe, w_safe, r_safe = _evaluate(problem, v_safe, k)
-        scale = max(float(np.max(np.abs(w))), float(np.max(np.abs(w_safe))), 1e-300)
-        if np.array_equal(np.flatnonzero(w_safe), support) and (
-            np.max(np.abs(w_safe - w)) <= tol * scale
-        ):
+        if it % 25 == 0:  # the incremental A w drifts slowly: recompute it now and then
+            Aw = support_matvec(P.A, S, w[S])
+        g = P.gradient_from_residual(w, P.y - Aw)
+        steps = _Steps(P, w, S, Aw, g)
+        taus = [1.0 / L]
+        tau_ls = steps.line_search_step()
+        if tau_ls is not None:
+            taus += [tau_ls * m for m in _STEP_MULTIPLIERS]
+        tau_c = _support_change_step(w, g, S)
+        if tau_c is not None:
+            taus += [tau_c * m for m in (1.01, 2.0, 4.0)]
+        # only steps larger than the safe one can bring something new
+        taus = [taus[0]] + [t for t in taus[1:] if t * L > 1.0 + 1e-12]
+        candidates = steps.evaluate(taus)
+        _, w_safe, T_safe, _ = candidates[0]
+        scale = max(float(np.max(np.abs(w), initial=0.0)), float(np.max(np.abs(w_safe))), 1e-300)
+        if np.array_equal(T_safe, S) and np.max(np.abs(w_safe - w)) <= tol * scale:
             history.append(f)
             return IHTResult(w, it, True, L, history, n_refits)
-
-        # exact line search along -g restricted to the support the safe step picks
-        T = np.flatnonzero(w_safe)
-        gT = g[T]
-        AgT = support_matvec(problem.A, T, gT)
-        num = float(gT @ gT)
-        den = float(AgT @ AgT) + problem.l2 * num
-        best = (f_safe, w_safe, r_safe)
-        if den > 0.0 and num > 0.0:
-            tau_ls = num / den
-            for mult in _STEP_MULTIPLIERS:
-                tau = tau_ls * mult
-                if tau * L <= 1.0 + 1e-12:  # no larger than the safe step: nothing new
-                    continue
-                cand = _evaluate(problem, w - tau * g, k)
-                if cand[0] < best[0]:
-                    best = cand
-        f_new, w_new, r_new = best
-        new_support = np.flatnonzero(w_new)
-        stable = stable + 1 if np.array_equal(new_support, support) else 0
+        best = min(candidates, key=lambda cand: cand[0])
+        f_new, w_new, T_new, Aw_new = best
+        stable = stable + 1 if np.array_equal(T_new, S) else 0
         if f_new <= f:
-            w, r, f, support = w_new, r_new, f_new, new_support
-        if stable >= refit_after and (
-            refitted_support is None or not np.array_equal(refitted_support, support)
-        ):
-            res = refit(problem, support)
+            w, f, S, Aw = w_new, f_new, T_new, Aw_new
+        if stable >= refit_after and (refitted is None or not np.array_equal(refitted, S)):
+            res = refit(P, S)
             if res.bounded:
-                r_fit = problem.y - support_matvec(problem.A, support, res.w[support])
-                f_fit = problem.objective_from_residual(res.w, r_fit)
+                Aw_fit = support_matvec(P.A, S, res.w[S])
+                f_fit = P.objective_from_residual(res.w, P.y - Aw_fit)
                 if f_fit <= f:
-                    w, r, f = res.w, r_fit, f_fit
-                    support = np.flatnonzero(w)
-            refitted_support = support
+                    w, f, Aw = res.w, f_fit, Aw_fit
+            refitted = S
             n_refits += 1
             stable = 0
         history.append(f)

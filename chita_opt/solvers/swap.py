@@ -106,11 +106,7 @@ class _SupportSystem:
 
     def objective(self) -> float:
         """f at the current point, from the residual (O(n + k))."""
-        P = self.problem
-        S, wS = self.support, self.wS
-        d = wS - P.w_bar[S]
-        ridge = float(d @ d) + P.w_bar_sq_norm - float(P.w_bar[S] @ P.w_bar[S])
-        return float(0.5 * (self.r @ self.r) + 0.5 * P.l2 * ridge + P.c[S] @ wS)
+        return self.problem.objective_on_support(self.support, self.wS, self.r)
 
     def entry_deltas(self, j: int) -> tuple[np.ndarray, np.ndarray, float]:
         """Exact change of f for ``j`` entering in place of each slot, with ``q`` and ``s``."""

@@ -126,3 +126,14 @@ def grouped_matvec(
     if A.flags.f_contiguous and not A.flags.c_contiguous:
         return _grouped_matvec_cols(A, cols, vals, group, n_groups)
     return _grouped_matvec_rows(np.ascontiguousarray(A), cols, vals, group, n_groups)
+
+
+@njit(cache=True, nogil=True)
+def sym_rank2_update(M, u, alpha, v, beta):  # pragma: no cover - jitted
+    """``M += alpha u u^T + beta v v^T`` in place, in one pass over M (square, float64)."""
+    m = M.shape[0]
+    for a in range(m):
+        ua = alpha * u[a]
+        va = beta * v[a]
+        for b in range(m):
+            M[a, b] += ua * u[b] + va * v[b]

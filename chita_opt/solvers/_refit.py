@@ -28,6 +28,7 @@ from ..problem import L0Problem
 __all__ = ["RefitResult", "refit"]
 
 _CHUNK = 2048
+_REFINEMENT_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -79,22 +80,31 @@ def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
 def _woodbury_solve(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> np.ndarray:
     A, l2, n = problem.A, problem.l2, problem.n
     M = np.zeros((n, n))
-    Ab = np.zeros(n)
-    offset = 0
     for idx in _chunks(support):
         block = np.asarray(A[:, idx], dtype=np.float64)
         M += block @ block.T
-        Ab += block @ b[offset : offset + idx.size]
-        offset += idx.size
     M[np.diag_indices_from(M)] += l2
-    z = sla.solve(M, Ab, assume_a="pos", check_finite=False)
-    out = b.copy()
-    offset = 0
-    for idx in _chunks(support):
-        block = np.asarray(A[:, idx], dtype=np.float64)
-        out[offset : offset + idx.size] -= block.T @ z
-        offset += idx.size
-    return out / l2
+    factor = sla.cho_factor(M, check_finite=False)
+
+    def times_a(v: np.ndarray) -> np.ndarray:  # A_S v, by chunks
+        out = np.zeros(n)
+        for start, idx in zip(range(0, support.size, _CHUNK), _chunks(support), strict=False):
+            out += np.asarray(A[:, idx], dtype=np.float64) @ v[start : start + idx.size]
+        return out
+
+    def times_at(u: np.ndarray) -> np.ndarray:  # A_S^T u, by chunks
+        return np.concatenate([np.asarray(A[:, idx], dtype=np.float64).T @ u
+                               for idx in _chunks(support)])
+
+    def apply_inverse(v: np.ndarray) -> np.ndarray:
+        return (v - times_at(sla.cho_solve(factor, times_a(v), check_finite=False))) / l2
+
+    w = apply_inverse(b)
+    # iterative refinement: the Woodbury form subtracts two nearly equal
+    # vectors and loses digits when columns are badly scaled
+    for _ in range(_REFINEMENT_STEPS):
+        w += apply_inverse(b - times_at(times_a(w)) - l2 * w)
+    return w
 
 
 def _min_norm_from_gram(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg as sla
 
-from .._kernels.linalg import gather_columns
+from .._kernels.linalg import gather_columns, sym_rank2_update
 from ..problem import L0Problem
 from ..result import Solution
 from . import register
@@ -72,9 +72,6 @@ class _SupportSystem:
     def _factor(self) -> None:
         raise NotImplementedError
 
-    def _solve_b(self) -> np.ndarray:
-        raise NotImplementedError
-
     def diag(self) -> np.ndarray:
         """Diagonal of ``Hi``."""
         raise NotImplementedError
@@ -83,7 +80,7 @@ class _SupportSystem:
         """``Q = Hi A_S^T A_J`` (k x m) and Schur complements ``s_j`` for candidate columns."""
         raise NotImplementedError
 
-    def _replace(self, slot: int, a_j: np.ndarray, q: np.ndarray, sigma: float) -> None:
+    def _replace(self, slot: int, a_j: np.ndarray, b_j: float, payload: Any) -> None:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------
@@ -98,7 +95,7 @@ class _SupportSystem:
         self._update_point()
 
     def _update_point(self) -> None:
-        self.wS = self._solve_b()
+        self.wS = self.Hi @ self.b
         self.r = self.problem.y - self.BS @ self.wS
 
     def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
@@ -108,24 +105,28 @@ class _SupportSystem:
         """f at the current point, from the residual (O(n + k))."""
         return self.problem.objective_on_support(self.support, self.wS, self.r)
 
-    def entry_deltas(self, j: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """Exact change of f for ``j`` entering in place of each slot, with ``q`` and ``s``."""
+    def _entry_gradient(self, j: int) -> tuple[np.ndarray, float]:
         P = self.problem
         a_j = np.asarray(P.A[:, j], dtype=np.float64)
-        g_j = -(a_j @ self.r) - P.l2 * P.w_bar[j] + P.c[j]
-        col_sq = P.col_sq_norms[j : j + 1]
-        Q, sigma = self.q_sigma(a_j[:, None], col_sq)
-        delta = _swap_deltas(self.wS, self.diag(), np.array([g_j]), Q, sigma, self.h_jj(col_sq))
-        return delta[:, 0], Q[:, 0], float(sigma[0])
+        return a_j, float(-(a_j @ self.r) - P.l2 * P.w_bar[j] + P.c[j])
 
-    def swap(self, slot: int, j: int, q: np.ndarray, sigma: float) -> None:
-        """Replace the coordinate in ``slot`` by ``j`` (q, sigma computed for the current S)."""
+    def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
+        """Exact change of f for the best swap bringing ``j`` in: ``(delta, slot, payload)``.
+
+        ``hint`` is the slot the last full scoring preferred; representations
+        that cannot cheaply score every slot check that one exactly.
+        """
+        raise NotImplementedError
+
+    def swap(self, slot: int, j: int, payload: Any) -> None:
+        """Replace the coordinate in ``slot`` by ``j`` (payload from :meth:`best_entry`)."""
         P = self.problem
         a_j = np.asarray(P.A[:, j], dtype=np.float64)
-        self._replace(slot, a_j, q, sigma)
+        b_j = float(a_j @ P.y + P.l2 * P.w_bar[j] - P.c[j])
+        self._replace(slot, a_j, b_j, payload)
         self.support[slot] = j
         self.BS[:, slot] = a_j
-        self.b[slot] = a_j @ P.y + P.l2 * P.w_bar[j] - P.c[j]
+        self.b[slot] = b_j
         self.since_refresh += 1
         if self.since_refresh >= _REFRESH_EVERY:
             self.reset(self.support)
@@ -157,9 +158,6 @@ class _DenseSystem(_SupportSystem):
             factor = sla.cho_factor(H, check_finite=False)
         self.Hi = sla.cho_solve(factor, np.eye(H.shape[0]), check_finite=False)
 
-    def _solve_b(self) -> np.ndarray:
-        return self.Hi @ self.b
-
     def diag(self) -> np.ndarray:
         return self.Hi.diagonal()
 
@@ -168,17 +166,26 @@ class _DenseSystem(_SupportSystem):
         Q = self.Hi @ V
         return Q, self.h_jj(col_sq) - np.einsum("ij,ij->j", V, Q)
 
-    def _replace(self, slot: int, a_j: np.ndarray, q: np.ndarray, sigma: float) -> None:
+    def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
+        a_j, g_j = self._entry_gradient(j)
+        col_sq = self.problem.col_sq_norms[j : j + 1]
+        Q, sigma = self.q_sigma(a_j[:, None], col_sq)
+        delta = _swap_deltas(self.wS, self.diag(), np.array([g_j]), Q, sigma, self.h_jj(col_sq))
+        slot = int(np.argmin(delta[:, 0]))
+        return float(delta[slot, 0]), slot, (Q[:, 0], float(sigma[0]))
+
+    def _replace(self, slot: int, a_j: np.ndarray, b_j: float, payload: Any) -> None:
+        q, sigma = payload
         Hi = self.Hi
         d = Hi[slot, slot]
         h = Hi[:, slot].copy()
-        # remove the slot: Hi <- Hi - h h^T / d, restricted to the other slots
-        Hi -= np.outer(h, h) / d
-        # q and s for S \ {i}: q' = q - h q_i / d (slot entry dropped), s' = s + q_i^2 / d
+        # Remove the slot (Hi - h h^T / d on the other slots), then border with j:
+        # q and s for S \ {i} are q' = q - h q_i / d (slot entry dropped) and
+        # s' = s + q_i^2 / d. Both rank-one terms in one pass over Hi.
         q_red = q - h * (q[slot] / d)
         q_red[slot] = 0.0
         s_red = sigma + q[slot] ** 2 / d
-        Hi += np.outer(q_red, q_red) / s_red
+        sym_rank2_update(Hi, h, -1.0 / d, q_red, 1.0 / s_red)
         Hi[:, slot] = -q_red / s_red
         Hi[slot, :] = -q_red / s_red
         Hi[slot, slot] = 1.0 / s_red
@@ -212,9 +219,20 @@ class _WoodburySystem(_SupportSystem):
     def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
         return col_sq + self.l2
 
-    def _solve_b(self) -> np.ndarray:
-        b = self.b
-        return (b - self.BS.T @ (self.Minv @ (self.BS @ b))) / self.l2
+    def _update_point(self) -> None:
+        # w_S = Hi b in Woodbury form, plus one step of iterative refinement:
+        # the form subtracts two large, nearly equal vectors and loses digits
+        # when A_S has badly scaled columns. The residual is then recomputed
+        # from w_S so that the objective is exactly that of the point held.
+        P, BS, Minv, l2 = self.problem, self.BS, self.Minv, self.l2
+
+        def apply_hi(v: np.ndarray) -> np.ndarray:
+            return (v - BS.T @ (Minv @ (BS @ v))) / l2
+
+        wS = apply_hi(self.b)
+        wS += apply_hi(self.b - BS.T @ (BS @ wS) - l2 * wS)
+        self.wS = wS
+        self.r = P.y - BS @ wS
 
     def diag(self) -> np.ndarray:
         return (1.0 - self.e) / self.l2
@@ -224,19 +242,33 @@ class _WoodburySystem(_SupportSystem):
         Q = self.BS.T @ U
         return Q, self.l2 * (1.0 + np.einsum("ij,ij->j", BJ, U))
 
-    def _rank_one(self, a: np.ndarray, sign: float) -> None:
-        # M <- M + sign a a^T
-        u = self.Minv @ a
-        gamma = 1.0 + sign * float(a @ u)
-        self.Minv -= (sign / gamma) * np.outer(u, u)
-        t = self.BS.T @ u
-        self.e -= (sign / gamma) * t**2
+    def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
+        # Scoring every slot would cost a pass over A_S; check the hinted pair
+        # exactly in O(n^2) instead: q_ij = a_i^T M^{-1} a_j.
+        a_j, g_j = self._entry_gradient(j)
+        u = self.Minv @ a_j
+        sigma = np.array([self.l2 * (1.0 + float(a_j @ u))])
+        q = np.array([[float(self.BS[:, hint] @ u)]])
+        slots = np.array([hint])
+        delta = _swap_deltas(self.wS[slots], self.diag()[slots], np.array([g_j]), q, sigma,
+                             self.h_jj(self.problem.col_sq_norms[j : j + 1]))
+        return float(delta[0, 0]), hint, u
 
-    def _replace(self, slot: int, a_j: np.ndarray, q: np.ndarray, sigma: float) -> None:
-        self._rank_one(self.BS[:, slot].copy(), -1.0)
-        self.BS[:, slot] = 0.0  # keep e consistent while the slot is empty
-        self._rank_one(a_j, +1.0)
-        self.e[slot] = float(a_j @ (self.Minv @ a_j))
+    def _replace(self, slot: int, a_j: np.ndarray, b_j: float, payload: Any) -> None:
+        u = payload  # M^{-1} a_j before the swap
+        a_i = self.BS[:, slot].copy()
+        # remove a_i:  M' = M - a_i a_i^T,  M'^{-1} = M^{-1} + u1 u1^T / g1
+        u1 = self.Minv @ a_i
+        g1 = 1.0 - float(a_i @ u1)
+        # add a_j:     M'' = M' + a_j a_j^T, M''^{-1} = M'^{-1} - u2 u2^T / g2
+        u2 = u + u1 * (float(u1 @ a_j) / g1)
+        g2 = 1.0 + float(a_j @ u2)
+        sym_rank2_update(self.Minv, u1, 1.0 / g1, u2, -1.0 / g2)
+        self.BS[:, slot] = 0.0
+        T = self.BS.T @ np.column_stack([u1, u2])  # one pass over A_S for both terms
+        T[slot, 0] = float(a_i @ u1)
+        self.e += T[:, 0] ** 2 / g1 - T[:, 1] ** 2 / g2
+        self.e[slot] = (g2 - 1.0) / g2
 
 
 def _fill_support(problem: L0Problem, w: np.ndarray) -> np.ndarray:
@@ -310,14 +342,14 @@ def run_swaps(
         # pass plus O(n k m), so it is done once a batch.
         previous = S.copy()
         applied = 0
+        hints = np.argmin(delta, axis=0)
         for col in order:
             if n_swaps >= max_swaps:
                 break
             j = int(J[col])
-            deltas, q, sigma = system.entry_deltas(j)
-            slot = int(np.argmin(deltas))
-            if deltas[slot] < threshold:
-                system.swap(slot, j, q, sigma)
+            d_exact, slot, payload = system.best_entry(j, int(hints[col]))
+            if d_exact < threshold:
+                system.swap(slot, j, payload)
                 applied += 1
                 n_swaps += 1
         # guard against drift of the rank-one updates: the decrease must be real
@@ -330,7 +362,8 @@ def run_swaps(
                 break
     w_full = np.zeros(P.p)
     w_full[system.support] = system.wS
-    return SwapResult(w_full, n_swaps, local_opt, history, system.reg > 0)
+    inexact = system.reg > 0 or isinstance(system, _WoodburySystem)
+    return SwapResult(w_full, n_swaps, local_opt, history, inexact)
 
 
 def _swap_deltas(
@@ -383,7 +416,7 @@ def swap_polish(
     res = run_swaps(P, np.asarray(w, dtype=np.float64), max_swaps=max_swaps,
                     max_candidates=m, tol=tol)
     w_out = res.w
-    if res.regularized:  # scoring used a tiny ridge: finish with the exact refit
+    if res.regularized:  # scoring used a tiny ridge or the Woodbury form: finish exactly
         fit = refit(P, np.flatnonzero(res.w))
         if fit.bounded and P.objective(fit.w) <= P.objective(res.w):
             w_out = fit.w

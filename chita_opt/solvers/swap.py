@@ -63,6 +63,7 @@ class _SupportSystem:
     """
 
     reg: float = 0.0
+    refresh_every: int = _REFRESH_EVERY
 
     def __init__(self, problem: L0Problem, support: np.ndarray) -> None:
         self.problem = problem
@@ -101,6 +102,9 @@ class _SupportSystem:
     def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
         return col_sq * (1.0 + self.reg) + self.problem.l2
 
+    def refine(self) -> None:
+        """Make the held point as accurate as the representation allows (default: it is)."""
+
     def objective(self) -> float:
         """f at the current point, from the residual (O(n + k))."""
         return self.problem.objective_on_support(self.support, self.wS, self.r)
@@ -128,7 +132,7 @@ class _SupportSystem:
         self.BS[:, slot] = a_j
         self.b[slot] = b_j
         self.since_refresh += 1
-        if self.since_refresh >= _REFRESH_EVERY:
+        if self.since_refresh >= self.refresh_every:
             self.reset(self.support)
         else:
             self._update_point()
@@ -200,6 +204,9 @@ class _WoodburySystem(_SupportSystem):
     ``Q = A_S^T M^{-1} A_J`` and ``s_j = l2 (1 + a_j^T M^{-1} a_j)``.
     """
 
+    # a refresh forms A_S A_S^T (O(n^2 k)): much dearer than the dense one
+    refresh_every = 4 * _REFRESH_EVERY
+
     def _factor(self) -> None:
         P = self.problem
         n = P.n
@@ -219,20 +226,25 @@ class _WoodburySystem(_SupportSystem):
     def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
         return col_sq + self.l2
 
-    def _update_point(self) -> None:
-        # w_S = Hi b in Woodbury form, plus one step of iterative refinement:
-        # the form subtracts two large, nearly equal vectors and loses digits
-        # when A_S has badly scaled columns. The residual is then recomputed
-        # from w_S so that the objective is exactly that of the point held.
+    def _update_point(self, refine: bool = False) -> None:
+        # w_S = Hi b in Woodbury form. The form subtracts two large, nearly equal
+        # vectors and loses digits when A_S has badly scaled columns, so a step
+        # of iterative refinement follows on every reset (and on demand). The
+        # residual is recomputed from w_S so that the objective is exactly that
+        # of the point held.
         P, BS, Minv, l2 = self.problem, self.BS, self.Minv, self.l2
 
         def apply_hi(v: np.ndarray) -> np.ndarray:
             return (v - BS.T @ (Minv @ (BS @ v))) / l2
 
         wS = apply_hi(self.b)
-        wS += apply_hi(self.b - BS.T @ (BS @ wS) - l2 * wS)
+        if refine or self.since_refresh == 0:
+            wS += apply_hi(self.b - BS.T @ (BS @ wS) - l2 * wS)
         self.wS = wS
         self.r = P.y - BS @ wS
+
+    def refine(self) -> None:
+        self._update_point(refine=True)
 
     def diag(self) -> np.ndarray:
         return (1.0 - self.e) / self.l2
@@ -243,16 +255,15 @@ class _WoodburySystem(_SupportSystem):
         return Q, self.l2 * (1.0 + np.einsum("ij,ij->j", BJ, U))
 
     def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
-        # Scoring every slot would cost a pass over A_S; check the hinted pair
-        # exactly in O(n^2) instead: q_ij = a_i^T M^{-1} a_j.
+        # every slot at the price of one pass over A_S: q = A_S^T M^{-1} a_j
         a_j, g_j = self._entry_gradient(j)
         u = self.Minv @ a_j
         sigma = np.array([self.l2 * (1.0 + float(a_j @ u))])
-        q = np.array([[float(self.BS[:, hint] @ u)]])
-        slots = np.array([hint])
-        delta = _swap_deltas(self.wS[slots], self.diag()[slots], np.array([g_j]), q, sigma,
+        q = (self.BS.T @ u)[:, None]
+        delta = _swap_deltas(self.wS, self.diag(), np.array([g_j]), q, sigma,
                              self.h_jj(self.problem.col_sq_norms[j : j + 1]))
-        return float(delta[0, 0]), hint, u
+        slot = int(np.argmin(delta[:, 0]))
+        return float(delta[slot, 0]), slot, u
 
     def _replace(self, slot: int, a_j: np.ndarray, b_j: float, payload: Any) -> None:
         u = payload  # M^{-1} a_j before the swap
@@ -353,6 +364,7 @@ def run_swaps(
                 applied += 1
                 n_swaps += 1
         # guard against drift of the rank-one updates: the decrease must be real
+        system.refine()
         if applied == 0 or system.objective() >= f:
             system.reset(system.support)
             if applied == 0 or system.objective() >= f:

@@ -155,8 +155,10 @@ def coefficient_pattern(p: int, s: int, pattern: int = 1) -> np.ndarray:
         1. ``s`` ones at (rounded) equally spaced positions ``round(linspace(1, p, s)) - 1``;
         2. ones in the first ``s`` positions;
         3. the first ``s`` values equally spaced from 10 down to 0.5;
-        4. the first ``s`` values equally spaced from -10 to 10 (for ``s = 6``:
-           ``-10, -6, -2, 2, 6, 10``, BKM's Example 4);
+        4. the first ``s`` values equally spaced from -10 to 10, never 0:
+           ``linspace(-10, 10, s)`` for even ``s`` (``s = 6``: ``-10, -6, -2,
+           2, 6, 10``, BKM's Example 4), the first ``s`` entries of
+           ``linspace(-10, 10, s + 1)`` for odd ``s``;
         5. ones in the first ``s`` positions, then ``0.5^(i - s)`` for ``i > s``
            (not exactly sparse: a weak, geometrically decaying tail).
 
@@ -180,7 +182,8 @@ def coefficient_pattern(p: int, s: int, pattern: int = 1) -> np.ndarray:
     elif pattern == 3:
         w[:s] = np.linspace(10.0, 0.5, s)
     elif pattern == 4:
-        w[:s] = np.linspace(-10.0, 10.0, s)
+        # an odd-length grid would put a zero in the middle: s strong values are wanted
+        w[:s] = np.linspace(-10.0, 10.0, s) if s % 2 == 0 else np.linspace(-10.0, 10.0, s + 1)[:s]
     else:
         w[:s] = 1.0
         w[s:] = 0.5 ** np.arange(1, p - s + 1)

@@ -1,5 +1,6 @@
 """The block approximation: budgets from one global ranking, independent blocks, executors."""
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -49,9 +50,9 @@ def test_budgets_count_the_global_top_k_in_each_block(sizes, frac, seed):
     rng = np.random.default_rng(seed)
     q = sum(sizes)
     scores = rng.normal(size=q).round(1)  # rounding creates ties
-    k = int(round(frac * q))
+    k = round(frac * q)
     edges = np.concatenate([[0], np.cumsum(sizes)])
-    blocks = list(zip(edges[:-1], edges[1:], strict=True))
+    blocks = list(itertools.pairwise(edges))
     budgets = block_budgets(scores, blocks, k)
     assert budgets.sum() == k
     # independent reference: a stable sort on -score (ties -> smaller index)
@@ -64,7 +65,7 @@ def test_layout_blocks_stay_inside_tensors_and_cover_everything():
     layout = ParamLayout(["a", "b", "c"], [(10, 10), (7,), (3, 50)])
     blocks = layout.blocks(30)
     assert blocks[0][0] == 0 and blocks[-1][1] == layout.p
-    assert all(b0[1] == b1[0] for b0, b1 in zip(blocks, blocks[1:]))
+    assert all(b0[1] == b1[0] for b0, b1 in itertools.pairwise(blocks))
     edges = {0, 100, 107, 257}
     for a, b in blocks:
         assert not any(a < e < b for e in edges)  # never straddles two tensors
@@ -77,9 +78,8 @@ def test_block_diagonal_problems_are_solved_exactly_by_blocks():
     sizes = [15, 25, 20]
     G, w0, gfn, _ = block_diagonal_net(sizes)
     edges = np.cumsum([0, *sizes])
-    blocks = list(zip(edges[:-1], edges[1:], strict=True))
-    rep = multistage_prune(w0, gfn, sparsity=0.5, method="backsolve", blocks=blocks,
-                           progress=False)
+    blocks = list(itertools.pairwise(edges))
+    rep = multistage_prune(w0, gfn, sparsity=0.5, method="backsolve", blocks=blocks, progress=False)
     full = L0Problem.from_gradients(G, w0, sparsity=0.5)
     # no cross-block terms: the sum of block objectives is the full objective
     assert rep.stages[0].objective_kind == "block-sum"
@@ -92,18 +92,20 @@ def test_block_diagonal_problems_are_solved_exactly_by_blocks():
 
 
 def test_one_block_is_the_unblocked_solve():
-    G, w0, gfn, _ = block_diagonal_net([30, 30])
-    one = multistage_prune(w0, gfn, sparsity=0.6, method="backsolve", blocks=[(0, 60)],
-                           progress=False)
+    _G, w0, gfn, _ = block_diagonal_net([30, 30])
+    one = multistage_prune(
+        w0, gfn, sparsity=0.6, method="backsolve", blocks=[(0, 60)], progress=False
+    )
     plain = multistage_prune(w0, gfn, sparsity=0.6, method="backsolve", progress=False)
     np.testing.assert_allclose(one.weights, plain.weights, rtol=1e-10, atol=1e-12)
 
 
 def test_threads_and_gradient_groups_give_the_in_process_result():
-    G, w0, gfn, calls = block_diagonal_net([20, 20, 20, 20], seed=2)
+    _G, w0, gfn, calls = block_diagonal_net([20, 20, 20, 20], seed=2)
     layout = ParamLayout(["l1", "l2"], [(40,), (4, 10)])
-    common = dict(sparsity=0.7, stages=2, method="chita", layout=layout, block_size=20,
-                  progress=False)
+    common = dict(
+        sparsity=0.7, stages=2, method="chita", layout=layout, block_size=20, progress=False
+    )
     ref = multistage_prune(w0, gfn, **common)
     n_ref_calls = len(calls)
     with ThreadPoolExecutor(2) as pool:
@@ -119,8 +121,14 @@ def test_threads_and_gradient_groups_give_the_in_process_result():
 def test_solve_blocks_accepts_any_submit_executor_and_rejects_others():
     rng = np.random.default_rng(0)
     tasks = [
-        BlockTask(start=10 * i, stop=10 * i + 10, A=rng.normal(size=(8, 10)),
-                  w_bar=rng.normal(size=10), k=4, method="backsolve")
+        BlockTask(
+            start=10 * i,
+            stop=10 * i + 10,
+            A=rng.normal(size=(8, 10)),
+            w_bar=rng.normal(size=10),
+            k=4,
+            method="backsolve",
+        )
         for i in range(3)
     ]
 
@@ -152,12 +160,15 @@ def test_bad_blocks_are_rejected():
 
 def test_blocks_on_a_dask_cluster():
     distributed = pytest.importorskip("distributed")
-    G, w0, gfn, _ = block_diagonal_net([20, 30, 25], seed=5)
+    _G, w0, gfn, _ = block_diagonal_net([20, 30, 25], seed=5)
     common = dict(sparsity=0.6, stages=2, method="backsolve", block_size=20, progress=False)
     ref = multistage_prune(w0, gfn, **common)
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         on_dask = multistage_prune(w0, gfn, executor=client, **common)
     np.testing.assert_allclose(on_dask.weights, ref.weights, rtol=1e-12, atol=1e-14)
     assert on_dask.stages[-1].n_blocks == ref.stages[-1].n_blocks > 1

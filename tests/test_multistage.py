@@ -41,8 +41,9 @@ class LeastSquaresNet:
 
 def test_one_stage_equals_a_direct_solve():
     net = LeastSquaresNet()
-    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.6, method="backsolve",
-                           progress=False)
+    rep = multistage_prune(
+        net.w0, net.gradient_fn, sparsity=0.6, method="backsolve", progress=False
+    )
     G = net.gradient_fn(net.w0, np.ones(net.w0.size, bool))
     direct = chita_opt.solve(L0Problem.from_gradients(G, net.w0, sparsity=0.6), method="backsolve")
     np.testing.assert_allclose(rep.weights, direct.w, rtol=1e-10, atol=1e-12)
@@ -53,8 +54,15 @@ def test_one_stage_equals_a_direct_solve():
 def test_pruned_weights_stay_pruned_and_memory_is_n_by_p_alive():
     net = LeastSquaresNet()
     p = net.w0.size
-    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.8, stages=5, schedule="linear",
-                           method=METHOD, progress=False)
+    rep = multistage_prune(
+        net.w0,
+        net.gradient_fn,
+        sparsity=0.8,
+        stages=5,
+        schedule="linear",
+        method=METHOD,
+        progress=False,
+    )
     ks = [r.k for r in rep.stages]
     assert ks == [k_from_sparsity(p, s) for s in sparsity_schedule(0.8, 5, "linear")]
     assert len(net.calls) == 5
@@ -74,14 +82,20 @@ def test_first_order_term_is_the_sum_of_gradient_rows():
     net = LeastSquaresNet()
     # move away from the least-squares optimum so that the mean gradient is not ~0
     w = net.w0 + 0.3
-    rep = multistage_prune(w, net.gradient_fn, sparsity=0.5, method="backsolve",
-                           first_order=True, first_order_scale=0.5, progress=False)
+    rep = multistage_prune(
+        w,
+        net.gradient_fn,
+        sparsity=0.5,
+        method="backsolve",
+        first_order=True,
+        first_order_scale=0.5,
+        progress=False,
+    )
     G = net.gradient_fn(w, np.ones(w.size, bool))
     prob = L0Problem.from_gradients(G, w, sparsity=0.5, first_order=True, first_order_scale=0.5)
     np.testing.assert_allclose(prob.c, 0.5 * G.sum(axis=0))
     assert rep.objective == pytest.approx(prob.objective(rep.weights), rel=1e-9)
-    without = multistage_prune(w, net.gradient_fn, sparsity=0.5, method="backsolve",
-                               progress=False)
+    without = multistage_prune(w, net.gradient_fn, sparsity=0.5, method="backsolve", progress=False)
     assert not np.allclose(rep.weights, without.weights)
 
 
@@ -102,9 +116,18 @@ def test_initial_mask_is_respected_and_sparser_stages_are_skipped():
     p = net.w0.size
     mask = np.ones(p, bool)
     mask[::2] = False  # half the weights already pruned
-    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3, schedule="linear",
-                           base_level=0.2, mask=mask, method="backsolve", progress=False)
-    assert [r.status for r in rep.stages][0] == "skipped"  # 0.2 < 0.5 already pruned
+    rep = multistage_prune(
+        net.w0,
+        net.gradient_fn,
+        sparsity=0.7,
+        stages=3,
+        schedule="linear",
+        base_level=0.2,
+        mask=mask,
+        method="backsolve",
+        progress=False,
+    )
+    assert next(r.status for r in rep.stages) == "skipped"  # 0.2 < 0.5 already pruned
     assert all(not c[~mask].any() for _, c in net.calls)
     assert not rep.weights[~mask].any()
     assert np.count_nonzero(rep.weights) == k_from_sparsity(p, 0.7)
@@ -113,8 +136,16 @@ def test_initial_mask_is_respected_and_sparser_stages_are_skipped():
 def test_report_has_layers_times_and_a_readable_table():
     net = LeastSquaresNet(p=40)
     layout = ParamLayout(["a", "b"], [(5, 4), (20,)])
-    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, stages=2, method="backsolve",
-                           layout=layout, progress=False, options={"n_samples": 60})
+    rep = multistage_prune(
+        net.w0,
+        net.gradient_fn,
+        sparsity=0.5,
+        stages=2,
+        method="backsolve",
+        layout=layout,
+        progress=False,
+        options={"n_samples": 60},
+    )
     assert isinstance(rep, PruneReport)
     assert [la.name for la in rep.layers] == ["a", "b"]
     assert sum(la.n_nonzero for la in rep.layers) == rep.n_nonzero == 20
@@ -137,8 +168,7 @@ def test_gradient_errors_are_annotated_with_the_stage():
         return net.gradient_fn(w, columns)
 
     with pytest.raises(FloatingPointError, match="boom") as info:
-        multistage_prune(net.w0, flaky, sparsity=0.5, stages=3, method="backsolve",
-                         progress=False)
+        multistage_prune(net.w0, flaky, sparsity=0.5, stages=3, method="backsolve", progress=False)
     assert any("stage 2" in note for note in info.value.__notes__)
 
 
@@ -151,10 +181,13 @@ def test_bad_solver_status_raises(monkeypatch):
 
     monkeypatch.setitem(_REGISTRY, "broken_for_test", broken)
     net = LeastSquaresNet()
-    with pytest.raises(RuntimeError, match="stage 1: method 'broken_for_test' returned status "
-                                           "'unbounded'.*larger damping"):
-        multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, method="broken_for_test",
-                         progress=False)
+    with pytest.raises(
+        RuntimeError,
+        match=r"stage 1: method 'broken_for_test' returned status 'unbounded'.*larger damping",
+    ):
+        multistage_prune(
+            net.w0, net.gradient_fn, sparsity=0.5, method="broken_for_test", progress=False
+        )
 
 
 @pytest.mark.parametrize(
@@ -183,8 +216,9 @@ def test_bad_arguments_name_the_argument(kwargs, exc, match):
 def test_gradient_fn_with_the_wrong_shape_is_reported():
     net = LeastSquaresNet()
     with pytest.raises(ValueError, match=r"gradient_fn: expected an \(n, 40\) array"):
-        multistage_prune(net.w0, lambda w, c: net.X[:, :5], sparsity=0.5, method="backsolve",
-                         progress=False)
+        multistage_prune(
+            net.w0, lambda w, c: net.X[:, :5], sparsity=0.5, method="backsolve", progress=False
+        )
     with pytest.raises(TypeError, match="gradient_fn: expected a callable"):
         multistage_prune(net.w0, None, sparsity=0.5, method="backsolve", progress=False)
 
@@ -197,8 +231,9 @@ def test_select_damping_keeps_the_lowest_held_out_loss():
     held.t = held.X @ np.linalg.lstsq(net.X, net.t, rcond=None)[0]
 
     def run(d):
-        return multistage_prune(net.w0, net.gradient_fn, sparsity=0.6, damping=d,
-                                method="backsolve", progress=False)
+        return multistage_prune(
+            net.w0, net.gradient_fn, sparsity=0.6, damping=d, method="backsolve", progress=False
+        )
 
     grid = [1e-6, 1e-2, 1.0, 100.0]
     sel = select_damping(run, lambda rep: held.loss(rep.weights), grid)
@@ -221,9 +256,30 @@ def test_select_damping_keeps_the_lowest_held_out_loss():
 )
 def test_exactly_k_survive_for_any_schedule(s, stages, schedule, seed):
     net = LeastSquaresNet(n=30, p=25, seed=seed)
-    rep = multistage_prune(net.w0, net.gradient_fn, sparsity=s, stages=stages,
-                           schedule=schedule, method="backsolve", progress=False)
+    rep = multistage_prune(
+        net.w0,
+        net.gradient_fn,
+        sparsity=s,
+        stages=stages,
+        schedule=schedule,
+        method="backsolve",
+        progress=False,
+    )
     k = k_from_sparsity(25, s)
     assert rep.mask.sum() == k
     assert np.count_nonzero(rep.weights) <= k
     assert not np.any(rep.weights[~rep.mask])
+
+
+def test_solver_option_typos_are_rejected_before_any_gradient():
+    net = LeastSquaresNet()
+    with pytest.raises(TypeError, match="does not accept option"):
+        multistage_prune(
+            net.w0,
+            net.gradient_fn,
+            sparsity=0.5,
+            method="backsolve",
+            solver_options={"max_itr": 3},
+            progress=False,
+        )
+    assert net.calls == []

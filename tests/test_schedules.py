@@ -1,5 +1,7 @@
 """Sparsity schedules of the multi-stage and gradual pruning loops."""
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -62,12 +64,24 @@ def test_explicit_levels_are_validated_and_kept():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"sparsity": 1.5, "stages": 2}, ValueError, r"sparsity: expected a number in \[0, 1\), got 1.5"),
+        (
+            {"sparsity": 1.5, "stages": 2},
+            ValueError,
+            r"sparsity: expected a number in \[0, 1\), got 1.5",
+        ),
         ({"sparsity": 0.5, "stages": 0}, ValueError, "stages: expected a positive integer, got 0"),
         ({"sparsity": 0.5, "stages": 2.0}, TypeError, "stages: expected a positive integer"),
-        ({"sparsity": 0.5, "stages": 2, "schedule": "cosine"}, ValueError, "schedule: expected one of"),
+        (
+            {"sparsity": 0.5, "stages": 2, "schedule": "cosine"},
+            ValueError,
+            "schedule: expected one of",
+        ),
         ({"sparsity": 0.5, "stages": 2, "schedule": 3}, TypeError, "schedule: expected one of"),
-        ({"sparsity": 0.5, "stages": 2, "base_level": 0.7}, ValueError, "base_level: expected a level"),
+        (
+            {"sparsity": 0.5, "stages": 2, "base_level": 0.7},
+            ValueError,
+            "base_level: expected a level",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, exc, match):
@@ -93,5 +107,5 @@ def test_every_schedule_is_monotone_from_base_to_target(s, frac, T, name, p):
     if name != "const" and T > 1:
         assert levels[0] == pytest.approx(base, abs=1e-12)
     ks = stage_ks(p, levels)
-    assert all(a >= b for a, b in zip(ks, ks[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(ks))
     assert ks[-1] == k_from_sparsity(p, s) == p - round(s * p)

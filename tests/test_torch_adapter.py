@@ -26,30 +26,27 @@ from chita_opt.adapters.torch import (  # noqa: E402
 
 
 # ---------------------------------------------------------------- fixtures
-def make_data(n=600, d=12, classes=4, seed=0):
+def make_data(n=1200, d=12, classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=g)
     W = torch.randn(d, classes, generator=g)
-    y = (X @ W + 0.3 * torch.randn(n, classes, generator=g)).argmax(1)
+    y = (X @ W + 0.5 * torch.randn(n, classes, generator=g)).argmax(1)
     return X, y
-
-
-def train(model, X, y, steps=300, lr=1e-2):
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        F.cross_entropy(model(X), y).backward()
-        opt.step()
-    return model
 
 
 @pytest.fixture(scope="module")
 def trained():
+    """A small trained MLP (352 prunable weights); rows 800: are held out."""
     torch.manual_seed(0)
     X, y = make_data()
-    model = nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU(),
-                          nn.Linear(16, 4))
-    train(model, X[:400], y[:400])
+    model = nn.Sequential(
+        nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+    for _ in range(150):
+        opt.zero_grad()
+        F.cross_entropy(model(X[:800]), y[:800]).backward()
+        opt.step()
     model.eval()
     return model, X, y
 
@@ -68,8 +65,10 @@ def state_of(model):
     """Everything prune must restore: tensors by name, hooks, modes, requires_grad."""
     return (
         {k: v.detach().clone() for k, v in model.state_dict().items()},
-        [(n, type(m).__name__, len(m._forward_pre_hooks), m.training)
-         for n, m in model.named_modules()],
+        [
+            (n, type(m).__name__, len(m._forward_pre_hooks), m.training)
+            for n, m in model.named_modules()
+        ],
         [(n, p.requires_grad, id(p)) for n, p in model.named_parameters()],
     )
 
@@ -116,19 +115,22 @@ def test_gradient_matrix_matches_a_per_sample_autograd_loop():
     np.testing.assert_array_equal(
         w, torch.cat([model.conv.weight.reshape(-1), model.fc.weight.reshape(-1)]).detach().numpy()
     )
-    slow, _, _ = gradient_matrix(model, F.cross_entropy, (X, y), n_samples=20, vectorize=False,
-                                 dtype=np.float64)
+    slow, _, _ = gradient_matrix(
+        model, F.cross_entropy, (X, y), n_samples=20, vectorize=False, dtype=np.float64
+    )
     np.testing.assert_allclose(slow, G, rtol=1e-4, atol=1e-6)
 
 
 def test_mini_batch_rows_are_mean_gradients(trained):
     model, X, y = fresh(trained)
     names = selected_params(model)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X[:60], y[:60]),
-                                         batch_size=7)  # batches straddle rows on purpose
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X[:60], y[:60]), batch_size=7
+    )  # batches straddle rows on purpose
     G, _, _ = gradient_matrix(model, F.cross_entropy, loader, n_samples=12, mini_batch=5)
-    np.testing.assert_allclose(G, manual_rows(model, X[:60], y[:60], names, m=5),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        G, manual_rows(model, X[:60], y[:60], names, m=5), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_gradient_matrix_leaves_the_model_alone(trained):
@@ -142,26 +144,42 @@ def test_gradient_matrix_leaves_the_model_alone(trained):
 
 # ---------------------------------------------------------------- pruning
 def test_chita_beats_magnitude_and_keeps_exactly_k(trained):
-    results = {}
+    train_loss, test_loss = {}, {}
     for method in ("magnitude", "chita"):
         model, X, y = fresh(trained)
         biases = [model[i].bias.detach().clone() for i in (0, 2, 4)]
-        rep = prune(model, F.cross_entropy, (X[:400], y[:400]), sparsity=0.75, method=method,
-                    n_samples=200, progress=False)
+        rep = prune(
+            model,
+            F.cross_entropy,
+            (X[:800], y[:800]),
+            sparsity=0.75,
+            method=method,
+            n_samples=64,
+            progress=False,
+        )
         p = sum(model[i].weight.numel() for i in (0, 2, 4))
         k = k_from_sparsity(p, 0.75)
         kept = sum(int(torch.count_nonzero(model[i].weight)) for i in (0, 2, 4))
         assert rep.k == k and rep.p == p and kept == k
         assert rep.achieved_sparsity == pytest.approx(1 - k / p)
         assert all(torch.equal(model[i].bias, b) for i, b in zip((0, 2, 4), biases, strict=True))
-        results[method] = loss_of(model, X[400:], y[400:])  # held-out loss
-    assert results["chita"] < results["magnitude"]
+        train_loss[method] = loss_of(model, X[:800], y[:800])
+        test_loss[method] = loss_of(model, X[800:], y[800:])
+    assert train_loss["chita"] < train_loss["magnitude"]
+    assert test_loss["chita"] < test_loss["magnitude"]
 
 
 def test_masks_survive_optimizer_steps_and_can_be_made_permanent(trained):
     model, X, y = fresh(trained)
-    rep = prune(model, F.cross_entropy, (X, y), sparsity=0.8, method="chita", n_samples=100,
-                progress=False)
+    rep = prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.8,
+        method="backsolve",
+        n_samples=100,
+        progress=False,
+    )
     mask_before = {k: v.clone() for k, v in masks(model).items()}
     assert set(mask_before) == {"0.weight", "2.weight", "4.weight"}
     assert sum(int(m.sum()) for m in mask_before.values()) == rep.k
@@ -180,7 +198,12 @@ def test_masks_survive_optimizer_steps_and_can_be_made_permanent(trained):
         assert layer.weight[m].abs().sum() > 0
     assert make_permanent(model) == ["0.weight", "2.weight", "4.weight"]
     assert [n for n, _ in model.named_parameters()] == [
-        "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"
+        "0.weight",
+        "0.bias",
+        "2.weight",
+        "2.bias",
+        "4.weight",
+        "4.bias",
     ]
     assert sum(int(torch.count_nonzero(model[i].weight)) for i in (0, 2, 4)) <= rep.k
     assert masks(model) == {}
@@ -188,31 +211,66 @@ def test_masks_survive_optimizer_steps_and_can_be_made_permanent(trained):
 
 def test_pruning_again_keeps_old_zeros_and_shrinks_masks(trained):
     model, X, y = fresh(trained)
-    prune(model, F.cross_entropy, (X, y), sparsity=0.5, n_samples=100, progress=False)
+    prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.5,
+        n_samples=100,
+        method="backsolve",
+        progress=False,
+    )
     first = {k: v.clone() for k, v in masks(model).items()}
-    rep = prune(model, F.cross_entropy, (X, y), sparsity=0.8, stages=2, n_samples=100,
-                progress=False)
+    rep = prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.8,
+        stages=2,
+        n_samples=100,
+        method="backsolve",
+        progress=False,
+    )
     second = masks(model)
     for k in first:
         assert not (second[k] & ~first[k]).any()  # nothing revived
     assert sum(int(m.sum()) for m in second.values()) == rep.k
-    assert [n for n, _ in model.named_parameters()][0] == "0.weight_orig"
+    assert next(n for n, _ in model.named_parameters()) == "0.weight_orig"
 
 
 def test_params_by_name_and_predicate(trained):
     model, X, y = fresh(trained)
     assert selected_params(model, lambda n, t: n.startswith("4.")) == ["4.weight", "4.bias"]
-    rep = prune(model, F.cross_entropy, (X, y), sparsity=0.5, params=["2.weight"],
-                n_samples=80, method="backsolve", progress=False)
-    assert rep.p == 24 * 16 and [la.name for la in rep.layers] == ["2.weight"]
+    rep = prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.5,
+        params=["2.weight"],
+        n_samples=80,
+        method="backsolve",
+        progress=False,
+    )
+    assert rep.p == 16 * 8 and [la.name for la in rep.layers] == ["2.weight"]
     assert int(torch.count_nonzero(model[2].weight)) == rep.k
     assert not hasattr(model[0], "weight_orig")
 
 
 def test_multistage_with_first_order_and_blocks_runs_and_records_settings(trained):
     model, X, y = fresh(trained)
-    rep = prune(model, F.cross_entropy, (X, y), sparsity=0.8, stages=3, first_order=True,
-                mini_batch=2, n_samples=60, block_size=64, progress=False)
+    rep = prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.8,
+        stages=3,
+        first_order=True,
+        mini_batch=2,
+        n_samples=60,
+        block_size=64,
+        method="backsolve",
+        progress=False,
+    )
     assert len(rep.stages) == 3 and all(r.n_blocks > 1 for r in rep.stages)
     assert rep.options["first_order_scale"] == 0.5 and rep.options["mini_batch"] == 2
     assert sum(int(torch.count_nonzero(model[i].weight)) for i in (0, 2, 4)) == rep.k
@@ -221,13 +279,30 @@ def test_multistage_with_first_order_and_blocks_runs_and_records_settings(traine
 
 def test_auto_damping_picks_the_lowest_held_out_loss(trained):
     model, X, y = fresh(trained)
-    sel = select_damping(model, F.cross_entropy, (X[:300], y[:300]), (X[300:], y[300:]),
-                         sparsity=0.8, grid=[1e-5, 1e-2, 10.0], n_samples=100)
+    sel = select_damping(
+        model,
+        F.cross_entropy,
+        (X[:300], y[:300]),
+        (X[300:], y[300:]),
+        sparsity=0.8,
+        grid=[1e-5, 1e-2, 10.0],
+        n_samples=100,
+        method="backsolve",
+    )
     assert masks(model) == {}  # select_damping does not prune the model
     assert sel.losses[sel.damping] == min(sel.losses.values())
-    rep = prune(model, F.cross_entropy, (X[:300], y[:300]), sparsity=0.8, damping="auto",
-                damping_grid=[1e-5, 1e-2, 10.0], held_out=(X[300:], y[300:]), n_samples=100,
-                progress=False)
+    rep = prune(
+        model,
+        F.cross_entropy,
+        (X[:300], y[:300]),
+        sparsity=0.8,
+        damping="auto",
+        damping_grid=[1e-5, 1e-2, 10.0],
+        held_out=(X[300:], y[300:]),
+        n_samples=100,
+        method="backsolve",
+        progress=False,
+    )
     assert rep.options["damping"] == sel.damping
     assert held_out_loss(model, F.cross_entropy, (X[300:], y[300:])) == pytest.approx(
         sel.losses[sel.damping], rel=1e-5
@@ -239,8 +314,16 @@ def test_a_failure_at_stage_two_leaves_the_model_untouched(trained):
     model, X, y = fresh(trained)
     model.train()
     model[2].bias.requires_grad_(False)
-    prune(model, F.cross_entropy, (X, y), sparsity=0.3, n_samples=50, progress=False,
-          params=["4.weight"])  # an existing mask must survive too
+    prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.3,
+        n_samples=50,
+        progress=False,
+        method="backsolve",
+        params=["4.weight"],
+    )  # an existing mask must survive too
     before = state_of(model)
     calls = {"n": 0}
 
@@ -251,7 +334,16 @@ def test_a_failure_at_stage_two_leaves_the_model_untouched(trained):
         return F.cross_entropy(out, target)
 
     with pytest.raises(ArithmeticError, match="loss exploded") as info:
-        prune(model, flaky_loss, (X, y), sparsity=0.9, stages=3, n_samples=50, progress=False)
+        prune(
+            model,
+            flaky_loss,
+            (X, y),
+            sparsity=0.9,
+            stages=3,
+            n_samples=50,
+            method="backsolve",
+            progress=False,
+        )
     assert any("stage 2" in n for n in info.value.__notes__)
     assert any("restored" in n for n in info.value.__notes__)
     assert_same_state(before, state_of(model))
@@ -272,8 +364,15 @@ def test_a_failure_while_writing_back_rolls_back(trained, monkeypatch):
 
     monkeypatch.setattr(tadapt.torch_prune, "custom_from_mask", failing)
     with pytest.raises(RuntimeError, match="disk full"):
-        prune(model, F.cross_entropy, (X, y), sparsity=0.5, n_samples=50, method="backsolve",
-              progress=False)
+        prune(
+            model,
+            F.cross_entropy,
+            (X, y),
+            sparsity=0.5,
+            n_samples=50,
+            method="backsolve",
+            progress=False,
+        )
     assert calls["n"] == 3  # two layers were already pruned when it failed
     assert_same_state(before, state_of(model))
     assert [id(model[i].weight) for i in (0, 2, 4)] == weight_objects
@@ -283,11 +382,22 @@ def test_a_failure_while_writing_back_rolls_back(trained, monkeypatch):
 def test_gradual_prune_fine_tunes_with_masks_and_restores_on_failure(trained):
     model, X, y = fresh(trained)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=64,
-                                         shuffle=True)
-    rep = gradual_prune(model, F.cross_entropy, (X, y), sparsity=0.85, optimizer=opt,
-                        pruning_steps=3, fine_tune_steps=15, train_data=loader, n_samples=80,
-                        progress=False)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(X, y), batch_size=64, shuffle=True
+    )
+    rep = gradual_prune(
+        model,
+        F.cross_entropy,
+        (X, y),
+        sparsity=0.85,
+        optimizer=opt,
+        pruning_steps=3,
+        fine_tune_steps=15,
+        train_data=loader,
+        n_samples=80,
+        method="backsolve",
+        progress=False,
+    )
     assert len(rep.reports) == 3 and rep.levels[-1] == 0.85
     assert [len(losses) for losses in rep.train_losses] == [15, 15, 15]
     final_k = rep.reports[-1].k
@@ -306,9 +416,19 @@ def test_gradual_prune_fine_tunes_with_masks_and_restores_on_failure(trained):
             raise OSError("data source vanished")
 
     with pytest.raises(OSError, match="vanished"):
-        gradual_prune(model2, F.cross_entropy, (X, y), sparsity=0.8, optimizer=opt2,
-                      pruning_steps=2, fine_tune_steps=5, train_data=Broken(), n_samples=50,
-                      progress=False)
+        gradual_prune(
+            model2,
+            F.cross_entropy,
+            (X, y),
+            sparsity=0.8,
+            optimizer=opt2,
+            pruning_steps=2,
+            fine_tune_steps=5,
+            train_data=Broken(),
+            n_samples=50,
+            method="backsolve",
+            progress=False,
+        )
     assert_same_state(before, state_of(model2))
     assert opt2.state_dict()["state"] == state_before["state"]
 
@@ -333,7 +453,7 @@ def test_gradual_prune_fine_tunes_with_masks_and_restores_on_failure(trained):
 def test_bad_arguments_raise_clear_errors_and_change_nothing(trained, kwargs, exc, match):
     model, X, y = fresh(trained)
     before = state_of(model)
-    args = {"sparsity": 0.5, "n_samples": 20, "progress": False, **kwargs}
+    args = {"sparsity": 0.5, "n_samples": 20, "progress": False, "method": "backsolve", **kwargs}
     with pytest.raises(exc, match=match):
         prune(model, F.cross_entropy, (X, y), **args)
     assert_same_state(before, state_of(model))
@@ -341,19 +461,57 @@ def test_bad_arguments_raise_clear_errors_and_change_nothing(trained, kwargs, ex
 
 def test_bad_model_data_and_loss_are_named(trained):
     model, X, y = fresh(trained)
-    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"model: expected a torch\.nn\.Module"):
         prune("model", F.cross_entropy, (X, y), sparsity=0.5)
     with pytest.raises(TypeError, match="loss_fn: expected a callable"):
         prune(model, "ce", (X, y), sparsity=0.5)
     ds = torch.utils.data.TensorDataset(X, y)
-    with pytest.raises(TypeError, match="wrap it in torch.utils.data.DataLoader"):
+    with pytest.raises(TypeError, match=r"wrap it in torch\.utils\.data\.DataLoader"):
         prune(model, F.cross_entropy, ds, sparsity=0.5, n_samples=10, progress=False)
     with pytest.raises(TypeError, match=r"data: expected a DataLoader .* batch 0 is"):
         prune(model, F.cross_entropy, [X, y, X], sparsity=0.5, n_samples=10, progress=False)
     with pytest.raises(ValueError, match="same leading"):
         prune(model, F.cross_entropy, (X, y[:5]), sparsity=0.5, n_samples=10, progress=False)
     with pytest.raises(RuntimeError) as info:  # a loss that is not a scalar
-        prune(model, lambda o, t: F.cross_entropy(o, t, reduction="none"), (X, y),
-              sparsity=0.5, n_samples=10, progress=False)
+        prune(
+            model,
+            lambda o, t: F.cross_entropy(o, t, reduction="none"),
+            (X, y),
+            sparsity=0.5,
+            n_samples=10,
+            progress=False,
+        )
     assert any("must return a scalar" in n for n in info.value.__notes__)
+    assert masks(model) == {}
+
+
+def test_parametrized_weights_and_one_shot_iterators_are_explained(trained):
+    from torch.nn.utils import parametrize
+
+    model, X, y = fresh(trained)
+
+    class Identity(nn.Module):
+        def forward(self, w):
+            return w
+
+    parametrize.register_parametrization(model[2], "weight", Identity())
+    with pytest.raises(ValueError, match=r"params: the weights of \['2'\] are parametrized"):
+        prune(model, F.cross_entropy, (X, y), sparsity=0.5, n_samples=10, progress=False)
+    assert selected_params(model, ["0.weight", "4.weight"]) == ["0.weight", "4.weight"]
+    # the parametrization's original tensor is not offered as a prunable tensor
+    assert "2.parametrizations.weight.original" not in selected_params(model, lambda n, t: True)
+
+    model, X, y = fresh(trained)
+    batches = iter([(X[:50], y[:50])])  # readable once, but stages=2 reads the data twice
+    with pytest.raises(ValueError, match="can be read only once"):
+        prune(
+            model,
+            F.cross_entropy,
+            batches,
+            sparsity=0.5,
+            stages=2,
+            n_samples=50,
+            method="backsolve",
+            progress=False,
+        )
     assert masks(model) == {}

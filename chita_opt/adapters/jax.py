@@ -37,6 +37,7 @@ Leaves are named by their pytree path joined with ``/``: a Flax tree
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import re
 import sys
@@ -343,7 +344,7 @@ def apply_masks(params: Any, masks: Any) -> Any:
 # ----------------------------------------------------------------------- data
 def _is_tuple_of_arrays(data: Any) -> bool:
     return (
-        isinstance(data, tuple)
+        isinstance(data, (tuple, list))
         and len(data) == 2
         and all(hasattr(d, "shape") and hasattr(d, "dtype") for d in data)
     )
@@ -360,7 +361,7 @@ def _leading(tree: Any) -> int:
 
 
 def _batches(data: Any) -> Iterator[tuple[Any, Any]]:
-    """Yield ``(inputs, targets)`` batches (pytrees of host arrays) from ``data``."""
+    """Yield the non-empty ``(inputs, targets)`` batches of ``data``, checked."""
     if _is_tuple_of_arrays(data):
         sources: Iterable[Any] = [data]
     elif isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
@@ -375,7 +376,7 @@ def _batches(data: Any) -> Iterator[tuple[Any, Any]]:
             raise TypeError(
                 f"data: expected each batch to be a pair (inputs, targets), got {describe(batch)}"
             )
-        inputs, targets = (jax.tree.map(np.asarray, part) for part in batch)
+        inputs, targets = batch
         n_in, n_tg = _leading(inputs), _leading(targets)
         if n_in != n_tg:
             raise ValueError(
@@ -390,14 +391,15 @@ def _regroup(batches: Iterator[tuple[Any, Any]], size: int, limit: int) -> Itera
     """Re-cut a stream of batches into groups of exactly ``size`` examples.
 
     Stops after ``limit`` examples; the last group may be shorter. Only about
-    one group is held in memory at a time.
+    one group is held in memory at a time, as host (numpy) arrays: a batch is
+    cut to what is needed before it is copied from the device.
     """
     pending: list[Any] = []
     held = 0
     taken = 0
     for batch in batches:
         n = min(_leading(batch[0]), limit - taken)
-        batch = jax.tree.map(lambda a, n=n: a[:n], batch)
+        batch = jax.tree.map(lambda a, n=n: np.asarray(a[:n]), batch)
         pending.append(batch)
         held += n
         taken += n
@@ -427,16 +429,31 @@ def _row_gradients(loss_fn: LossFn, layout: PytreeLayout) -> Callable[..., Any]:
     ``mini_batch`` examples of each row; each row is the gradient, with respect
     to the selected leaves only, of ``loss_fn`` on that row's examples.
     """
-    selected = set(layout.indices)
-    rest_index = [i for i in range(layout.n_leaves) if i not in selected]
+    try:
+        return _cached_row_gradients(loss_fn, layout.treedef, layout.n_leaves, layout.indices)
+    except TypeError:  # an unhashable loss_fn (e.g. a callable object): no cache
+        return _cached_row_gradients.__wrapped__(
+            loss_fn, layout.treedef, layout.n_leaves, layout.indices
+        )
+
+
+# Built functions are cached so that gradient_matrix, prune and every stage of
+# CHITA++ on the same loss and tree reuse one jitted function (jax.jit caches
+# compilations per function object; a fresh closure would compile again).
+@functools.lru_cache(maxsize=8)
+def _cached_row_gradients(
+    loss_fn: LossFn, treedef: Any, n_leaves: int, indices: tuple[int, ...]
+) -> Callable[..., Any]:
+    selected = set(indices)
+    rest_index = [i for i in range(n_leaves) if i not in selected]
 
     def merge(sel: list[Any], rest: list[Any]) -> Any:
-        leaves: list[Any] = [None] * layout.n_leaves
-        for i, leaf in zip(layout.indices, sel, strict=True):
+        leaves: list[Any] = [None] * n_leaves
+        for i, leaf in zip(indices, sel, strict=True):
             leaves[i] = leaf
         for i, leaf in zip(rest_index, rest, strict=True):
             leaves[i] = leaf
-        return jax.tree_util.tree_unflatten(layout.treedef, leaves)
+        return jax.tree_util.tree_unflatten(treedef, leaves)
 
     def one_row(sel: list[Any], rest: list[Any], x: Any, y: Any) -> Any:
         grads = jax.grad(lambda s: loss_fn(merge(s, rest), x, y))(sel)
@@ -494,10 +511,10 @@ def gradient_matrix(
     params : pytree
         The current parameters (not modified).
     data : tuple of arrays or iterable of batches
-        ``(inputs, targets)`` arrays with a leading example axis, or an
-        iterable of such pairs (e.g. a data loader); inputs and targets may be
-        pytrees of arrays. Only the first ``n_samples * mini_batch`` examples
-        are used.
+        ``(inputs, targets)``, two arrays with a leading example axis; or an
+        iterable of ``(inputs, targets)`` batches of any size (e.g. a data
+        loader), whose inputs and targets may be pytrees of arrays. Only the
+        first ``n_samples * mini_batch`` examples are used.
     select : None, str, sequence of str or callable
         Which leaves to differentiate (see the module docstring).
     n_samples : int, default 1000
@@ -531,8 +548,15 @@ def gradient_matrix(
         layout = PytreeLayout.from_params(params, select)
     grad_rows = _row_gradients(loss_fn, layout)
     G = _fill_rows(
-        grad_rows, loss_fn, params, data, layout,
-        n_samples=n_samples, mini_batch=mini_batch, chunk_size=chunk_size, progress=progress,
+        grad_rows,
+        loss_fn,
+        params,
+        data,
+        layout,
+        n_samples=n_samples,
+        mini_batch=mini_batch,
+        chunk_size=chunk_size,
+        progress=progress,
     )
     return G, layout.flatten_params(params), layout
 
@@ -640,8 +664,6 @@ def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
     except ImportError:  # tqdm is optional for JAX users: run without a bar
         return _NoBar()
     return tqdm(total=total, desc=desc, unit="row", leave=False)
-
-
 
 
 # ---------------------------------------------------------------------- prune
@@ -816,9 +838,17 @@ def prune(
             current = layout.unflatten_params(w, params)
             cols = None if bool(columns.all()) else np.flatnonzero(columns)
             return _fill_rows(
-                grad_rows, loss_fn, current, replay, layout,
-                n_samples=n_samples, mini_batch=mini_batch, chunk_size=chunk_size,
-                progress=progress, columns=cols, buffer=buffer[0],
+                grad_rows,
+                loss_fn,
+                current,
+                replay,
+                layout,
+                n_samples=n_samples,
+                mini_batch=mini_batch,
+                chunk_size=chunk_size,
+                progress=progress,
+                columns=cols,
+                buffer=buffer[0],
             )
 
     def run(damping_value: float) -> PruneReport:

@@ -130,6 +130,8 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module, str, bool]]:
     """Every prunable floating tensor as (full name, module, attr, already pruned)."""
     out = []
     for mod_name, mod in model.named_modules():
+        if isinstance(mod, parametrize.ParametrizationList):
+            continue  # the original of a parametrized tensor is not the weight the model uses
         prefix = mod_name + "." if mod_name else ""
         for pname, param in mod._parameters.items():
             if param is None or not torch.is_floating_point(param):
@@ -146,6 +148,17 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module, str, bool]]:
 def _select(model: nn.Module, params: Params) -> list[_Target]:
     cands = _candidates(model)
     if params is None:
+        parametrized = [
+            name
+            for name, mod in model.named_modules()
+            if isinstance(mod, DEFAULT_PRUNABLE) and parametrize.is_parametrized(mod, "weight")
+        ]
+        if parametrized:
+            raise ValueError(
+                f"params: the weights of {parametrized} are parametrized "
+                "(torch.nn.utils.parametrize); remove the parametrizations, or pass params= "
+                "to choose other tensors"
+            )
         chosen = [c for c in cands if isinstance(c[1], DEFAULT_PRUNABLE) and c[2] == "weight"]
         what = "the weights of nn.Linear / nn.Conv1d/2d/3d layers"
     elif callable(params):
@@ -186,11 +199,6 @@ def _select(model: nn.Module, params: Params) -> list[_Target]:
     targets = []
     seen: dict[int, str] = {}
     for name, mod, attr, pruned in chosen:
-        if parametrize.is_parametrized(mod) and attr in getattr(mod, "parametrizations", {}):
-            raise ValueError(
-                f"params: {name!r} is parametrized (torch.nn.utils.parametrize); remove the "
-                "parametrization before pruning it"
-            )
         t = _Target(name, mod, attr, pruned)
         leaf = t.leaf
         if id(leaf) in seen:
@@ -328,9 +336,15 @@ def _row_chunks(
             have -= size
         if taken == need:
             return
+    hint = (
+        " (an iterator or generator can be read only once, and every stage reads the data "
+        "again: pass a DataLoader, a list or a tuple of tensors)"
+        if taken == 0
+        else ""
+    )
     raise ValueError(
         f"data: expected at least n_samples * mini_batch = {n_rows} * {m} = {need} samples, "
-        f"got {taken}; lower n_samples or mini_batch, or pass more data"
+        f"got {taken}; lower n_samples or mini_batch, or pass more data{hint}"
     )
 
 
@@ -391,14 +405,27 @@ class _GradientEngine:
         self._buffer: np.ndarray | None = None
         self.calls = 0
 
-        keys = self.keys
+        self._grad_fns: dict[tuple[int, ...], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
-        def row_loss(tensors: tuple[torch.Tensor, ...], x: Any, y: Any) -> torch.Tensor:
-            out = functional_call(model, dict(zip(keys, tensors, strict=True)), (x,))
-            return loss_fn(out, y)
+    def _grad_fns_for(
+        self, wanted: tuple[int, ...]
+    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """``grad`` (and its ``vmap``) w.r.t. the targets in ``wanted`` only, the rest fixed."""
+        if wanted not in self._grad_fns:
+            model, loss_fn = self.model, self.loss_fn
+            diff_keys = [self.keys[i] for i in wanted]
+            fixed_keys = [k for i, k in enumerate(self.keys) if i not in wanted]
 
-        self._grad = grad(row_loss)
-        self._vgrad = vmap(self._grad, in_dims=(None, 0, 0))
+            def row_loss(
+                diff: tuple[torch.Tensor, ...], fixed: tuple[torch.Tensor, ...], x: Any, y: Any
+            ) -> torch.Tensor:
+                params = dict(zip(diff_keys, diff, strict=True))
+                params.update(zip(fixed_keys, fixed, strict=True))
+                return loss_fn(functional_call(model, params, (x,)), y)
+
+            g = grad(row_loss)
+            self._grad_fns[wanted] = (g, vmap(g, in_dims=(None, None, 0, 0)))
+        return self._grad_fns[wanted]
 
     def buffer(self, size: int) -> np.ndarray:
         if self._buffer is None or self._buffer.size < size:
@@ -426,7 +453,11 @@ class _GradientEngine:
             idx = None if local.size == b - a else torch.as_tensor(local, device=self.device)
             selections.append((i, col, local.size, idx))
             col += local.size
-        tensors_t = tuple(tensors)
+        # Differentiate only the tensors with requested columns (block groups).
+        wanted = tuple(sel[0] for sel in selections)
+        diff = tuple(tensors[i] for i in wanted)
+        fixed = tuple(t for i, t in enumerate(tensors) if i not in wanted)
+        grad_fn, vgrad_fn = self._grad_fns_for(wanted)
         row = 0
         saved_attrs = [
             (t.module, t.attr, t.module.__dict__.get(t.attr)) for t in self.targets if t.pruned
@@ -434,9 +465,9 @@ class _GradientEngine:
         try:
             with _EvalMode(self.model), torch.no_grad():
                 for x, y, r in _row_chunks(self.data, n, self.m, self.rows_per_chunk, self.device):
-                    grads = self._row_grads(tensors_t, x, y, r)
-                    for i, c0, cnt, idx in selections:
-                        g = grads[i].reshape(r, -1)
+                    grads = self._row_grads(grad_fn, vgrad_fn, diff, fixed, x, y, r)
+                    for j, (_, c0, cnt, idx) in enumerate(selections):
+                        g = grads[j].reshape(r, -1)
                         if idx is not None:
                             g = g.index_select(1, idx)
                         Gt[row : row + r, c0 : c0 + cnt].copy_(g)
@@ -451,14 +482,23 @@ class _GradientEngine:
                     mod.__dict__[attr] = value
         return G
 
-    def _row_grads(self, tensors: tuple[torch.Tensor, ...], x: Any, y: Any, r: int) -> Any:
+    def _row_grads(
+        self,
+        grad_fn: Callable[..., Any],
+        vgrad_fn: Callable[..., Any],
+        diff: tuple[torch.Tensor, ...],
+        fixed: tuple[torch.Tensor, ...],
+        x: Any,
+        y: Any,
+        r: int,
+    ) -> Any:
         m = self.m
         x = pytree.tree_map(lambda a: a.reshape(r, m, *a.shape[1:]), x)
         y = pytree.tree_map(lambda a: a.reshape(r, m, *a.shape[1:]), y)
         if self.vectorize:
             try:
-                return self._vgrad(tensors, x, y)
-            except Exception as exc:
+                return vgrad_fn(diff, fixed, x, y)
+            except RuntimeError as exc:
                 exc.add_note(
                     "chita_opt: computing per-sample gradients with torch.func.vmap(grad(...)) "
                     "failed. loss_fn(model(inputs), targets) must return a scalar (the mean over "
@@ -466,8 +506,8 @@ class _GradientEngine:
                     "branches on data), pass vectorize=False."
                 )
                 raise
-        rows = [self._grad(tensors, _row(x, j), _row(y, j)) for j in range(r)]
-        return tuple(torch.stack([g[i] for g in rows]) for i in range(len(tensors)))
+        rows = [grad_fn(diff, fixed, _row(x, j), _row(y, j)) for j in range(r)]
+        return tuple(torch.stack([g[i] for g in rows]) for i in range(len(diff)))
 
 
 def _row(tree: Any, j: int) -> Any:
@@ -738,12 +778,29 @@ def _write_back(
                 buf.copy_(mt)
             else:
                 mod._parameters[attr].copy_(wt)  # type: ignore[union-attr]
+                position = list(mod._parameters).index(attr)
                 torch_prune.custom_from_mask(mod, attr, mt)
+                _move_parameter(mod, attr + "_orig", position)
     for t in targets:
         # what the pruning hook would compute at the next forward, so that
         # module.weight is already right before it
         mod, attr = t.module, t.attr
         setattr(mod, attr, mod._parameters[attr + "_orig"] * mod._buffers[attr + "_mask"])
+
+
+def _move_parameter(module: nn.Module, name: str, position: int) -> None:
+    """Put ``name`` back at ``position`` in ``module._parameters``.
+
+    torch.nn.utils.prune re-registers the tensor at the end; keeping the
+    original order keeps ``model.parameters()`` (and optimizer state saved by
+    position) aligned with the unpruned model.
+    """
+    items = list(module._parameters.items())
+    current = [k for k, _ in items].index(name)
+    item = items.pop(current)
+    items.insert(position, item)
+    module._parameters.clear()
+    module._parameters.update(items)
 
 
 def _held_out_loss(
@@ -1029,7 +1086,9 @@ def make_permanent(model: nn.Module) -> list[str]:
     _check_model(model)
     done = []
     for name, mod, attr in _pruned_entries(model):
+        position = list(mod._parameters).index(attr + "_orig")
         torch_prune.remove(mod, attr)
+        _move_parameter(mod, attr, position)
         done.append(name)
     return done
 

@@ -6,6 +6,7 @@ Importing this module imports torch (it is not imported by ``import chita_opt``)
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -111,9 +112,10 @@ def train_mlpnet(
 ) -> tuple[MLPNet, TrainResult]:
     """Train an MLPNet with Adam; deterministic for a given ``seed``.
 
-    A few seconds on a CPU for the 4,000 training digits of the demo split (the
-    network has 32,360 weights). Reaches about 93% test accuracy there, close to
-    the paper's model (93.97% on the full MNIST test set).
+    About two seconds on one CPU core for the 4,000 training digits of the demo
+    split (the network has 32,360 weights); reaches about 94% on the 1,000 test
+    digits, close to the paper's model (93.97% on the full MNIST test set).
+    Runs on one torch thread (restored afterwards).
 
     Parameters
     ----------
@@ -135,34 +137,67 @@ def train_mlpnet(
         raise ValueError(f"lr: expected a positive number, got {describe(lr)}")
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(int(seed))
-    if model is None:
-        # Initialise under a private generator so the global torch RNG is untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            model = MLPNet()
+    # A 32k-weight network: one thread is faster than several (thread hand-offs
+    # dominate) and immune to oversubscription on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if model is None:
+            # Initialise under a private seed so the global torch RNG is untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                model = MLPNet()
+        running = _adam_epochs(model, X, y, epochs, batch_size, float(lr), gen)
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    return model, TrainResult(epochs=epochs, train_loss=running, time=time.perf_counter() - t0)
+
+
+def _adam_epochs(
+    model: nn.Module, X: Any, y: Any, epochs: int, batch_size: int, lr: float,
+    gen: torch.Generator,
+) -> float:
+    """Adam with a cosine-decaying step; returns the last epoch's mean training loss.
+
+    Written out (a dozen lines) rather than ``torch.optim.Adam`` because
+    constructing a torch optimizer imports ``torch._dynamo``, which costs
+    seconds -- more than the whole training of this network.
+    """
     device = next(model.parameters()).device
     Xt, yt = _as_tensors(X, y, device)
     n = int(Xt.shape[0])
+    params = [p for p in model.parameters() if p.requires_grad]
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
     steps = epochs * ((n + batch_size - 1) // batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    model.train()
+    step = 0
     running = float("nan")
+    model.train()
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen).to(device)
         total = 0.0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             loss = F.nll_loss(model(Xt[idx]), yt[idx])
             loss.backward()
-            opt.step()
-            sched.step()
+            step += 1
+            lr_t = lr * 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps))
+            with torch.no_grad():
+                for p, a, b in zip(params, m1, m2, strict=True):
+                    a.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                    b.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                    denom = (b / (1 - beta2**step)).sqrt_().add_(eps)
+                    p.addcdiv_(a, denom, value=-lr_t / (1 - beta1**step))
             total += loss.item() * idx.numel()
         running = total / n
         logger.debug("epoch %d: training loss %.4f", epoch + 1, running)
-    model.eval()
-    return model, TrainResult(epochs=epochs, train_loss=running, time=time.perf_counter() - t0)
+    for p in params:
+        p.grad = None
+    return running
 
 
 # "module.fc1._layer.weight" (the paper's checkpoint) -> "fc1.weight"

@@ -188,6 +188,11 @@ def multistage_prune(
         raise TypeError(
             f"solver_options: method 'magnitude' takes no options, got {sorted(solver_options)}"
         )
+    if needs_gradients:
+        # Reject an option typo now, not after the first (possibly long) gradient pass.
+        from ..solvers import _check_options, _lookup
+
+        _check_options(method, _lookup(method), solver_options)
 
     w[~alive] = 0.0
     report = PruneReport(
@@ -221,9 +226,8 @@ def multistage_prune(
         max_columns=max_columns,
         progress=progress,
     )
-    bar = _progress(
-        stages, progress and stages > 1, "CHITA++ stages" if stages > 1 else "CHITA", leave=True
-    )
+    desc = f"{method} " + ("stages" if stages > 1 else "one-shot")
+    bar = _progress(stages, progress, desc, leave=True)
     try:
         for t, level in enumerate(levels, start=1):
             k_t = k_from_sparsity(p, float(level))

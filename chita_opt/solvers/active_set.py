@@ -79,15 +79,24 @@ def run_active_set(
     rounds = 0
     for _ in range(max_rounds):
         rounds += 1
-        sub = restrict(P, W)
-        L_W = lipschitz_constant(sub, random_state)
-        step = 1.0 / L_W if L_W > 0 else 1.0
-        res = run_iht(sub, w[W], lipschitz=L_W, max_iter=inner_max_iter, tol=tol,
-                      refit_after=10**9)
-        n_inner += res.n_iter
-        w_sub = _cd_polish(sub, res.w, cd_sweeps, tol)
-        if sub.objective(w_sub) > sub.objective(res.w):
+        if W.size == P.p:
+            # the working set is everything (k close to p): plain IHT with exact
+            # refits on the problem itself, never a copy of all of A
+            L_W = lipschitz_constant(P, random_state)
+            step = 1.0 / L_W if L_W > 0 else 1.0
+            res = run_iht(P, w, lipschitz=L_W, max_iter=inner_max_iter, tol=tol)
+            n_inner += res.n_iter
             w_sub = res.w
+        else:
+            sub = restrict(P, W)
+            L_W = lipschitz_constant(sub, random_state)
+            step = 1.0 / L_W if L_W > 0 else 1.0
+            res = run_iht(sub, w[W], lipschitz=L_W, max_iter=inner_max_iter, tol=tol,
+                          refit_after=10**9)
+            n_inner += res.n_iter
+            w_sub = _cd_polish(sub, res.w, cd_sweeps, tol)
+            if sub.objective(w_sub) > sub.objective(res.w):
+                w_sub = res.w
         w_new = np.zeros(P.p)
         w_new[W] = w_sub
         r_new = P.residual(w_new)

@@ -42,6 +42,7 @@ __all__ = ["SwapResult", "run_swaps", "solve_swap", "swap_polish"]
 _REFRESH_EVERY = 64
 _REL_REG = 1e-9
 _BATCH = 64
+_MAX_SCORED_SLOTS = 1024
 
 
 @dataclass
@@ -114,12 +115,8 @@ class _SupportSystem:
         a_j = np.asarray(P.A[:, j], dtype=np.float64)
         return a_j, float(-(a_j @ self.r) - P.l2 * P.w_bar[j] + P.c[j])
 
-    def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
-        """Exact change of f for the best swap bringing ``j`` in: ``(delta, slot, payload)``.
-
-        ``hint`` is the slot the last full scoring preferred; representations
-        that cannot cheaply score every slot check that one exactly.
-        """
+    def best_entry(self, j: int) -> tuple[float, int, Any]:
+        """Exact change of f for the best swap bringing ``j`` in: ``(delta, slot, payload)``."""
         raise NotImplementedError
 
     def swap(self, slot: int, j: int, payload: Any) -> None:
@@ -170,7 +167,7 @@ class _DenseSystem(_SupportSystem):
         Q = self.Hi @ V
         return Q, self.h_jj(col_sq) - np.einsum("ij,ij->j", V, Q)
 
-    def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
+    def best_entry(self, j: int) -> tuple[float, int, Any]:
         a_j, g_j = self._entry_gradient(j)
         col_sq = self.problem.col_sq_norms[j : j + 1]
         Q, sigma = self.q_sigma(a_j[:, None], col_sq)
@@ -254,7 +251,7 @@ class _WoodburySystem(_SupportSystem):
         Q = self.BS.T @ U
         return Q, self.l2 * (1.0 + np.einsum("ij,ij->j", BJ, U))
 
-    def best_entry(self, j: int, hint: int) -> tuple[float, int, Any]:
+    def best_entry(self, j: int) -> tuple[float, int, Any]:
         # every slot at the price of one pass over A_S: q = A_S^T M^{-1} a_j
         a_j, g_j = self._entry_gradient(j)
         u = self.Minv @ a_j
@@ -340,7 +337,14 @@ def run_swaps(
         if max_candidates is not None and J.size > max_candidates:
             J = J[top_k(add_gain(P, g)[J], max_candidates)]
         Q, sigma = system.q_sigma(gather_columns(P.A, J), col_sq[J])
-        delta = _swap_deltas(wS, system.diag(), g[J], Q, sigma, system.h_jj(col_sq[J]))
+        d = system.diag()
+        slots = None
+        if S.size > _MAX_SCORED_SLOTS:
+            # the pair table would be |S| x |J|: score only the slots that are
+            # cheapest to give up (smallest w_i^2 / (2 Hi_ii)); every entry is
+            # still re-checked against all slots before it is made
+            slots = top_k(-(wS**2 / d), _MAX_SCORED_SLOTS)
+        delta = _swap_deltas(wS, d, g[J], Q, sigma, system.h_jj(col_sq[J]), slots=slots)
         best = delta.min(axis=0)
         order = np.argsort(best, kind="stable")
         order = order[best[order] < threshold][:_BATCH]
@@ -353,12 +357,11 @@ def run_swaps(
         # pass plus O(n k m), so it is done once a batch.
         previous = S.copy()
         applied = 0
-        hints = np.argmin(delta, axis=0)
         for col in order:
             if n_swaps >= max_swaps:
                 break
             j = int(J[col])
-            d_exact, slot, payload = system.best_entry(j, int(hints[col]))
+            d_exact, slot, payload = system.best_entry(j)
             if d_exact < threshold:
                 system.swap(slot, j, payload)
                 applied += 1

@@ -115,8 +115,11 @@ class _SupportSystem:
         a_j = np.asarray(P.A[:, j], dtype=np.float64)
         return a_j, float(-(a_j @ self.r) - P.l2 * P.w_bar[j] + P.c[j])
 
-    def best_entry(self, j: int) -> tuple[float, int, Any]:
-        """Exact change of f for the best swap bringing ``j`` in: ``(delta, slot, payload)``."""
+    def best_entry(self, j: int, slots: np.ndarray | None = None) -> tuple[float, int, Any]:
+        """Exact change of f for the best swap bringing ``j`` in: ``(delta, slot, payload)``.
+
+        ``slots`` restricts the slots considered (all if None).
+        """
         raise NotImplementedError
 
     def swap(self, slot: int, j: int, payload: Any) -> None:
@@ -167,7 +170,8 @@ class _DenseSystem(_SupportSystem):
         Q = self.Hi @ V
         return Q, self.h_jj(col_sq) - np.einsum("ij,ij->j", V, Q)
 
-    def best_entry(self, j: int) -> tuple[float, int, Any]:
+    def best_entry(self, j: int, slots: np.ndarray | None = None) -> tuple[float, int, Any]:
+        # Q is needed whole for the rank-one update, so every slot is scored
         a_j, g_j = self._entry_gradient(j)
         col_sq = self.problem.col_sq_norms[j : j + 1]
         Q, sigma = self.q_sigma(a_j[:, None], col_sq)
@@ -251,16 +255,20 @@ class _WoodburySystem(_SupportSystem):
         Q = self.BS.T @ U
         return Q, self.l2 * (1.0 + np.einsum("ij,ij->j", BJ, U))
 
-    def best_entry(self, j: int) -> tuple[float, int, Any]:
-        # every slot at the price of one pass over A_S: q = A_S^T M^{-1} a_j
+    def best_entry(self, j: int, slots: np.ndarray | None = None) -> tuple[float, int, Any]:
+        # q = A_S^T M^{-1} a_j costs a pass over the scored slots' columns
         a_j, g_j = self._entry_gradient(j)
         u = self.Minv @ a_j
         sigma = np.array([self.l2 * (1.0 + float(a_j @ u))])
-        q = (self.BS.T @ u)[:, None]
-        delta = _swap_deltas(self.wS, self.diag(), np.array([g_j]), q, sigma,
-                             self.h_jj(self.problem.col_sq_norms[j : j + 1]))
-        slot = int(np.argmin(delta[:, 0]))
-        return float(delta[slot, 0]), slot, u
+        if slots is None:
+            slots = np.arange(self.support.size)
+            q = self.BS.T @ u
+        else:
+            q = self.BS[:, slots].T @ u
+        delta = _swap_deltas(self.wS[slots], self.diag()[slots], np.array([g_j]), q[:, None],
+                             sigma, self.h_jj(self.problem.col_sq_norms[j : j + 1]))
+        best = int(np.argmin(delta[:, 0]))
+        return float(delta[best, 0]), int(slots[best]), u
 
     def _replace(self, slot: int, a_j: np.ndarray, b_j: float, payload: Any) -> None:
         u = payload  # M^{-1} a_j before the swap
@@ -341,8 +349,7 @@ def run_swaps(
         slots = None
         if S.size > _MAX_SCORED_SLOTS:
             # the pair table would be |S| x |J|: score only the slots that are
-            # cheapest to give up (smallest w_i^2 / (2 Hi_ii)); every entry is
-            # still re-checked against all slots before it is made
+            # cheapest to give up (smallest w_i^2 / (2 Hi_ii)) in this round
             slots = top_k(-(wS**2 / d), _MAX_SCORED_SLOTS)
         delta = _swap_deltas(wS, d, g[J], Q, sigma, system.h_jj(col_sq[J]), slots=slots)
         best = delta.min(axis=0)
@@ -361,7 +368,7 @@ def run_swaps(
             if n_swaps >= max_swaps:
                 break
             j = int(J[col])
-            d_exact, slot, payload = system.best_entry(j)
+            d_exact, slot, payload = system.best_entry(j, slots)
             if d_exact < threshold:
                 system.swap(slot, j, payload)
                 applied += 1
@@ -375,10 +382,10 @@ def run_swaps(
                 n_swaps -= applied
                 local_opt = True
                 break
+    system.refine()
     w_full = np.zeros(P.p)
     w_full[system.support] = system.wS
-    inexact = system.reg > 0 or isinstance(system, _WoodburySystem)
-    return SwapResult(w_full, n_swaps, local_opt, history, inexact)
+    return SwapResult(w_full, n_swaps, local_opt, history, system.reg > 0)
 
 
 def _swap_deltas(

@@ -45,7 +45,9 @@ def test_one_stage_equals_a_direct_solve():
         net.w0, net.gradient_fn, sparsity=0.6, method="backsolve", progress=False
     )
     G = net.gradient_fn(net.w0, np.ones(net.w0.size, bool))
-    direct = chita_opt.solve(L0Problem.from_gradients(G, net.w0, sparsity=0.6), method="backsolve")
+    direct = chita_opt.solve(
+        L0Problem.from_gradients(G, net.w0, sparsity=0.6, damping=1e-3), method="backsolve"
+    )
     np.testing.assert_allclose(rep.weights, direct.w, rtol=1e-10, atol=1e-12)
     assert rep.objective == pytest.approx(direct.objective, rel=1e-10)
     assert rep.mask.sum() == k_from_sparsity(net.w0.size, 0.6)
@@ -92,7 +94,9 @@ def test_first_order_term_is_the_sum_of_gradient_rows():
         progress=False,
     )
     G = net.gradient_fn(w, np.ones(w.size, bool))
-    prob = L0Problem.from_gradients(G, w, sparsity=0.5, first_order=True, first_order_scale=0.5)
+    prob = L0Problem.from_gradients(
+        G, w, sparsity=0.5, damping=1e-3, first_order=True, first_order_scale=0.5
+    )
     np.testing.assert_allclose(prob.c, 0.5 * G.sum(axis=0))
     assert rep.objective == pytest.approx(prob.objective(rep.weights), rel=1e-9)
     without = multistage_prune(w, net.gradient_fn, sparsity=0.5, method="backsolve", progress=False)

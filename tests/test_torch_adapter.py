@@ -403,6 +403,10 @@ def test_gradual_prune_fine_tunes_with_masks_and_restores_on_failure(trained):
     final_k = rep.reports[-1].k
     kept = sum(int(torch.count_nonzero(model[i].weight_orig)) for i in (0, 2, 4))
     assert kept <= final_k  # fine-tuning did not revive pruned weights
+    now = torch.cat([model[i].weight_orig.detach().reshape(-1) for i in (0, 2, 4)]).numpy()
+    after_pruning = rep.reports[-1].weights
+    assert not np.allclose(now, after_pruning)  # the last fine-tuning phase trained them
+    assert not now[~rep.reports[-1].mask].any()
     assert "pruning steps" in str(rep)
 
     model2, X, y = fresh(trained)

@@ -864,7 +864,7 @@ def prune(
     base_level: float | None = None,
     n_samples: int = 1000,
     mini_batch: int = 1,
-    damping: float | str = 1e-4,
+    damping: float | str = 1e-3,
     damping_grid: Sequence[float] = DEFAULT_DAMPING_GRID,
     held_out: Any = None,
     first_order: bool = False,
@@ -903,8 +903,10 @@ def prune(
     n_samples, mini_batch
         Gradient rows, and samples averaged per row.
     damping : float or "auto"
-        Ridge added to the empirical Fisher. ``"auto"`` tries ``damping_grid``
-        and keeps the damping with the lowest loss on ``held_out``.
+        Ridge added to the empirical Fisher (default ``1e-3``; larger values
+        keep the weights closer to the dense ones, see the docs on the
+        quadratic-model trap). ``"auto"`` tries ``damping_grid`` and keeps the
+        damping with the lowest loss on ``held_out``.
     damping_grid, held_out
         Candidates and held-out data for ``damping="auto"``.
     first_order : bool

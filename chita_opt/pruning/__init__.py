@@ -17,7 +17,7 @@ API (stable)
     ``linear``, ``const``) or an explicit sequence; base level default
     ``min(0.1, sparsity)``. ``stage_ks(p, levels)`` gives ``k`` per stage.
 ``multistage_prune(w0, gradient_fn, *, sparsity, stages=1, schedule="exp", base_level=None,
-method="chita", damping=1e-4, first_order=False, first_order_scale=1.0, mask=None, layout=None,
+method="chita", damping=1e-3, first_order=False, first_order_scale=1.0, mask=None, layout=None,
 block_size=None, blocks=None, block_ranking="magnitude", executor=None, max_columns=None,
 solver_options=None, progress=True, options=None) -> PruneReport``
     The loop. ``gradient_fn(w, columns) -> G`` returns gradient rows

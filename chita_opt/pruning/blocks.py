@@ -105,7 +105,7 @@ class BlockTask:
     A: np.ndarray = field(repr=False)
     w_bar: np.ndarray = field(repr=False)
     k: int
-    damping: float = 1e-4
+    damping: float = 1e-3
     first_order: bool = False
     first_order_scale: float = 1.0
     method: str = "chita"

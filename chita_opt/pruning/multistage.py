@@ -70,7 +70,7 @@ def multistage_prune(
     schedule: str | Sequence[float] = "exp",
     base_level: float | None = None,
     method: str = "chita",
-    damping: float = 1e-4,
+    damping: float = 1e-3,
     first_order: bool = False,
     first_order_scale: float = 1.0,
     mask: Any = None,
@@ -620,7 +620,7 @@ class DampingSelection:
         return f"DampingSelection(damping={self.damping:g})\n{rows}"
 
 
-DEFAULT_DAMPING_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
+DEFAULT_DAMPING_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def select_damping(

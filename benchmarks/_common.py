@@ -45,6 +45,7 @@ __all__ = [
     "print_header",
     "print_table",
     "profile_call",
+    "threads_overhead",
     "time_call",
 ]
 
@@ -118,6 +119,22 @@ def _versions(names: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+def _git_revision() -> str:
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "chita_opt"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+    if not rev:
+        return "n/a"
+    return rev + (" + uncommitted changes under chita_opt/" if dirty else "")
+
+
 def machine_lines(packages: Sequence[str] = ()) -> list[str]:
     """Lines describing the command, machine, BLAS and package versions."""
     cmd = " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), *sys.argv])
@@ -129,14 +146,44 @@ def machine_lines(packages: Sequence[str] = ()) -> list[str]:
         f"load avg: {load_average()} (1/5/15 min) at {time.strftime('%Y-%m-%d %H:%M:%S')}",
         f"blas    : {_blas()}",
         f"packages: {_versions(['chita_opt', 'numpy', 'scipy', 'numba', *packages])}",
+        f"revision: {_git_revision()}",
     ]
 
 
+def threads_overhead(calls: int = 30) -> tuple[float, float] | None:
+    """Seconds per enter/exit of a BLAS thread limit: fresh, and with a cached controller.
+
+    ``solve(..., threads=1)`` enters ``threadpoolctl.threadpool_limits``, which
+    inspects the loaded libraries on every call; on millisecond solves that
+    cost is visible, so the scripts print it next to their timings.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController, threadpool_limits
+    except ImportError:
+        return None
+
+    def fresh() -> None:
+        with threadpool_limits(limits=1, user_api="blas"):
+            pass
+
+    controller = ThreadpoolController()
+
+    def cached() -> None:
+        with controller.limit(limits=1, user_api="blas"):
+            pass
+
+    return (time_call(fresh, repeats=calls).median, time_call(cached, repeats=calls).median)
+
+
 def print_header(title: str, packages: Sequence[str] = ()) -> None:
-    """Print ``title`` and :func:`machine_lines`."""
+    """Print ``title``, :func:`machine_lines` and the cost of a BLAS thread limit."""
     print(f"# {title}")
     for line in machine_lines(packages):
         print(f"# {line}")
+    overhead = threads_overhead()
+    if overhead is not None:
+        print(f"# threads=1 overhead: {overhead[0] * 1e3:.2f} ms per threadpool_limits "
+              f"enter/exit ({overhead[1] * 1e3:.2f} ms with a cached ThreadpoolController)")
     print(flush=True)
 
 
@@ -242,14 +289,18 @@ def _rss_reader() -> Callable[[], int] | None:
     return None
 
 
-def measure_memory(fn: Callable[[], Any], *, interval: float = 0.002) -> tuple[Any, Memory]:
+def measure_memory(
+    fn: Callable[[], Any], *, interval: float = 0.002, traced: bool = True
+) -> tuple[Any, Memory]:
     """Call ``fn`` once and return ``(result, Memory)``.
 
     Both tracemalloc (numpy registers its buffers with it, so every numpy
     temporary is counted exactly) and an RSS sampler are used: tracemalloc
     cannot see BLAS workspaces or Numba's allocator, the sampler can but may
-    miss short spikes. The run is separate from the timed runs because
-    tracemalloc slows allocation-heavy code down.
+    miss short spikes. Timed runs are kept separate from traced runs because
+    tracemalloc slows allocation-heavy code down; with ``traced=False`` only
+    the sampler runs (its cost is negligible, so such a run can be timed),
+    and ``Memory.traced`` is 0.
     """
     read_rss = _rss_reader()
     gc.collect()
@@ -264,15 +315,17 @@ def measure_memory(fn: Callable[[], Any], *, interval: float = 0.002) -> tuple[A
             stop.wait(interval)
 
     sampler = threading.Thread(target=sample, daemon=True) if read_rss else None
-    tracemalloc.start()
+    if traced:
+        tracemalloc.start()
     if sampler is not None:
         sampler.start()
     try:
-        base_traced = tracemalloc.get_traced_memory()[0]
+        base_traced = tracemalloc.get_traced_memory()[0] if traced else 0
         result = fn()
-        traced_peak = tracemalloc.get_traced_memory()[1] - base_traced
+        traced_peak = tracemalloc.get_traced_memory()[1] - base_traced if traced else 0
     finally:
-        tracemalloc.stop()
+        if traced:
+            tracemalloc.stop()
         stop.set()
         if sampler is not None:
             sampler.join()
@@ -298,7 +351,8 @@ def fmt(value: Any, spec: str = ".4g") -> str:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A plain-text table in Markdown pipe syntax (pastes straight into docs)."""
-    cells = [[fmt(v) for v in row] for row in rows]
+    # a literal "|" (e.g. in "|w_bar|") would split a Markdown cell: escape it
+    cells = [[fmt(v).replace("|", "\\|") for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")

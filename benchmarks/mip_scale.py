@@ -27,15 +27,24 @@ from chita_opt.reference import solve_mip
 
 
 def run_one(n: int, p: int, k: int, seed: int, time_limit: float, rho: float, snr: float) -> dict:
-    data = make_regression(n, p, k, design="toeplitz", rho=rho, snr=snr, pattern=1,
-                           random_state=seed)
+    data = make_regression(
+        n, p, k, design="toeplitz", rho=rho, snr=snr, pattern=1, random_state=seed
+    )
     start = time.perf_counter()
     sol = solve_mip(data.A, data.y, k, time_limit=time_limit)
     wall = time.perf_counter() - start
     return {
-        "n": n, "p": p, "k": k, "seed": seed, "status": sol.status, "wall_s": round(wall, 3),
-        "gap": sol.gap, "nodes": sol.info.get("nodes"), "big_m": sol.info.get("big_m"),
-        "big_m_source": sol.info.get("big_m_source"), "objective": sol.objective,
+        "n": n,
+        "p": p,
+        "k": k,
+        "seed": seed,
+        "status": sol.status,
+        "wall_s": round(wall, 3),
+        "gap": sol.gap,
+        "nodes": sol.info.get("nodes"),
+        "big_m": sol.info.get("big_m"),
+        "big_m_source": sol.info.get("big_m_source"),
+        "objective": sol.objective,
     }
 
 
@@ -44,12 +53,15 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny run that takes seconds")
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10])
-    parser.add_argument("--ps", type=int, nargs="+",
-                        default=[20, 30, 40, 50, 60, 80, 100, 120, 150, 200])
+    parser.add_argument(
+        "--ps", type=int, nargs="+", default=[20, 30, 40, 50, 60, 80, 100, 120, 150, 200]
+    )
     parser.add_argument("--n-factor", type=float, default=2.0, help="n = n_factor * p")
     parser.add_argument("--rho", type=float, default=0.5)
     parser.add_argument("--snr", type=float, default=3.0)
-    parser.add_argument("--seeds", type=int, default=1, help="instances per size (all must certify)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="instances per size (all must certify)"
+    )
     parser.add_argument("--json", default=None, help="also write the raw results here")
     args = parser.parse_args()
     if args.smoke:
@@ -59,10 +71,14 @@ def main() -> None:
     warm = make_regression(12, 6, 2, random_state=0)
     solve_mip(warm.A, warm.y, 2)
     load_start = os.getloadavg()
-    print(f"# mip_scale: Toeplitz rho={args.rho}, SNR={args.snr}, n={args.n_factor:g}p, "
-          f"time limit {args.time_limit:g} s, {args.seeds} instance(s) per size")
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average at start {load_start[0]:.1f}")
+    print(
+        f"# mip_scale: Toeplitz rho={args.rho}, SNR={args.snr}, n={args.n_factor:g}p, "
+        f"time limit {args.time_limit:g} s, {args.seeds} instance(s) per size"
+    )
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average at start {load_start[0]:.1f}"
+    )
     print("| n | p | k | seed | status | wall (s) | nodes | gap | big-M (source) |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows, largest = [], {}
@@ -70,15 +86,17 @@ def main() -> None:
         for p in args.ps:
             if k >= p:
                 continue
-            n = int(round(args.n_factor * p))
+            n = round(args.n_factor * p)
             ok = True
             for seed in range(args.seeds):
                 r = run_one(n, p, k, seed, args.time_limit, args.rho, args.snr)
                 rows.append(r)
                 gap = "-" if r["gap"] is None else f"{r['gap']:.1e}"
-                print(f"| {n} | {p} | {k} | {seed} | {r['status']} | {r['wall_s']:.1f} | "
-                      f"{r['nodes']} | {gap} | {r['big_m']:.3g} ({r['big_m_source']}) |",
-                      flush=True)
+                print(
+                    f"| {n} | {p} | {k} | {seed} | {r['status']} | {r['wall_s']:.1f} | "
+                    f"{r['nodes']} | {gap} | {r['big_m']:.3g} ({r['big_m_source']}) |",
+                    flush=True,
+                )
                 ok = ok and r["status"] == "optimal" and r["wall_s"] <= args.time_limit
             if not ok:
                 break
@@ -93,8 +111,12 @@ def main() -> None:
             print(f"k={k}: nothing certified within {args.time_limit:g} s")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "rows": rows, "load": [load_start, load_end]}, fh,
-                      indent=1, default=str)
+            json.dump(
+                {"args": vars(args), "rows": rows, "load": [load_start, load_end]},
+                fh,
+                indent=1,
+                default=str,
+            )
 
 
 if __name__ == "__main__":

@@ -49,15 +49,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.98, 0.9])
     parser.add_argument("--damping", type=float, default=1e-4)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--threads", nargs="+", default=["all", "1"],
-                        help="BLAS thread settings to time ('all' = leave as is)")
+    parser.add_argument("--threads", nargs="+", default=None,
+                        help="BLAS thread settings to time ('all' = leave as is; default: "
+                        "all 1, and only 1 with --smoke)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="seed of the choice of digits")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of one chita solve per sparsity")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.n, args.repeats = 40, 1
+        # a random network and a handful of rows: exercises every step in seconds
+        args.n, args.repeats, args.sparsities = 20, 1, [0.98]
+        args.methods = ["backsolve", "chita"]
+    if args.threads is None:
+        args.threads = ["1"] if args.smoke else ["all", "1"]
     return args
 
 
@@ -85,7 +90,7 @@ def pruned_accuracy(model, layout, w: np.ndarray, X: np.ndarray, y: np.ndarray) 
     params = dict(pruned.named_parameters())
     with torch.no_grad():
         for name, value in layout.split(w).items():
-            params[name].copy_(torch.as_tensor(value, dtype=torch.float32))
+            params[name].copy_(torch.tensor(value, dtype=torch.float32))
     return evaluate(pruned, X, y).accuracy
 
 

@@ -57,7 +57,9 @@ def warm_up() -> None:
     for k in (20, 60):  # k < n and k > n take different code paths
         problem = build(G, w_bar, k, 1e-4)
         for method in METHODS:
-            chita_opt.solve(problem, method=method)
+            # no restarts: they reuse the same kernels and only cost time here
+            options = {"restarts": 0} if method == "chita" else {}
+            chita_opt.solve(problem, method=method, **options)
 
 
 def run_size(p: int, args: argparse.Namespace) -> list[list]:
@@ -65,7 +67,7 @@ def run_size(p: int, args: argparse.Namespace) -> list[list]:
     G, w_bar = gradient_like(args.n, p, seed=args.seed)
     gen_time = time.perf_counter() - t0
     l2 = args.n * args.damping
-    repeats = args.repeats if args.repeats else (3 if G.size <= 1e8 else 1)
+    repeats = args.repeats if args.repeats else (1 if G.size > 1e8 else 3)
     pass_all = one_pass_time(G)
     pass_one = one_pass_time(G, threads=1)
     print(f"## n={args.n} p={p} float32: A is {G.nbytes / 2**20:.0f} MiB (generated in "
@@ -74,37 +76,38 @@ def run_size(p: int, args: argparse.Namespace) -> list[list]:
     summary = []
     for sparsity in args.sparsities:
         k = k_from_sparsity(p, sparsity)
-        setup, setup_mem = measure_memory(lambda kk=k: build(G, w_bar, kk, args.damping))
-        t_setup = time_call(lambda kk=k: build(G, w_bar, kk, args.damping), repeats=1,
-                            warmup=0).median
-        problem = setup
+        _, setup_mem = measure_memory(lambda kk=k: build(G, w_bar, kk, args.damping))
+        t0 = time.perf_counter()
+        problem = build(G, w_bar, k, args.damping)
+        t_setup = time.perf_counter() - t0
         rows = [["setup", "all", "-", t_setup, t_setup / pass_all, None,
                  setup_mem.traced / G.nbytes,
                  None if setup_mem.rss is None else setup_mem.rss / G.nbytes, "", ""]]
         f_back = None
         for method in args.methods:
+
+            def solve(m=method, pr=problem, th=None):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # max_iter is shown as the status
+                    return chita_opt.solve(pr, method=m, threads=th)
+
             mem_ratio = rss_ratio = None
             if not args.no_memory:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    _, mem = measure_memory(lambda m=method, pr=problem: chita_opt.solve(
-                        pr, method=m, threads=1))
+                # a separate run: tracemalloc slows allocation-heavy code down
+                _, mem = measure_memory(lambda: solve(th=1))
                 mem_ratio = mem.traced / G.nbytes
                 rss_ratio = None if mem.rss is None else mem.rss / G.nbytes
             for threads in args.threads:
                 th = None if threads == "all" else int(threads)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    t = time_call(lambda m=method, th=th, pr=problem: chita_opt.solve(
-                        pr, method=m, threads=th), repeats=repeats, warmup=0)
-                sol = t.result
+                t = time_call(lambda th=th: solve(th=th), repeats=repeats, warmup=0)
+                sol, elapsed = t.result, t.median
                 if method == "backsolve":
                     f_back = sol.objective
                 unit = pass_all if th is None else pass_one
-                rows.append([method, threads, sol.objective, t.median, t.median / unit,
+                rows.append([method, threads, sol.objective, elapsed, elapsed / unit,
                              None, mem_ratio, rss_ratio, sol.status, sol.message[:48]])
-                summary.append([p, sparsity, method, threads, sol.objective, t.median,
-                                t.median / unit, mem_ratio, rss_ratio])
+                summary.append([p, sparsity, method, threads, sol.objective, elapsed,
+                                elapsed / unit, mem_ratio, rss_ratio])
         for row in rows:
             if f_back and isinstance(row[2], float):
                 row[5] = f"{row[2] / f_back:.4f}"
@@ -114,7 +117,24 @@ def run_size(p: int, args: argparse.Namespace) -> list[list]:
         if args.profile:
             print("cProfile of one chita solve (threads=1):")
             profile_call(lambda pr=problem: chita_opt.solve(pr, threads=1))
+            print("cProfile of 20 plain IHT iterations from the magnitude point (threads=1):")
+            profile_iht(problem)
     return summary
+
+
+def profile_iht(problem: L0Problem, iters: int = 20) -> None:
+    """cProfile of ``iters`` IHT iterations with no refit (as benchmarks/iht_cost.py times)."""
+    from threadpoolctl import threadpool_limits
+
+    from chita_opt.solvers.iht import lipschitz_constant, run_iht
+
+    L = lipschitz_constant(problem)
+    w0 = np.zeros(problem.p)
+    support = np.argsort(-np.abs(problem.w_bar))[: problem.k]
+    w0[support] = problem.w_bar[support]
+    with threadpool_limits(limits=1, user_api="blas"):
+        profile_call(lambda: run_iht(problem, w0, lipschitz=L, max_iter=iters, tol=1e-300,
+                                     refit_after=10**9))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,8 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.9, 0.98])
     parser.add_argument("--damping", type=float, default=1e-4, help="l2 = n * damping")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--threads", nargs="+", default=["all", "1"],
-                        help="BLAS thread settings to time ('all' = leave as is)")
+    parser.add_argument("--threads", nargs="+", default=None,
+                        help="BLAS thread settings to time ('all' = leave as is; default: "
+                        "all 1, and only 1 with --smoke)")
     parser.add_argument("--repeats", type=int, default=0,
                         help="timed runs per solve (default: 3, or 1 when n*p > 1e8)")
     parser.add_argument("--seed", type=int, default=0)
@@ -136,7 +157,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="print a cProfile of one chita solve per setting")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.n, args.sizes, args.repeats = 40, [600], 1
+        args.n, args.sizes, args.repeats = 30, [300], 1
+    if args.threads is None:
+        args.threads = ["1"] if args.smoke else ["all", "1"]
     return args
 
 

@@ -48,14 +48,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--k-fraction", type=float, default=1 / 20, help="k = round(p * this)")
     parser.add_argument("--damping", type=float, default=1e-4, help="l2 = n * damping")
     parser.add_argument("--method", default="chita")
-    parser.add_argument("--threads", nargs="+", default=["all", "1"],
-                        help="BLAS thread settings to time ('all' = leave as is)")
+    parser.add_argument("--threads", nargs="+", default=None,
+                        help="BLAS thread settings to time ('all' = leave as is; default: "
+                        "all 1, and only 1 with --smoke)")
     parser.add_argument("--repeats", type=int, default=0,
                         help="timed runs per size (default: 3, or 1 when n*p > 2e7)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.smoke:
-        args.n, args.ps, args.repeats = 40, [200, 400, 800], 1
+        args.n, args.ps, args.repeats = 30, [300, 600], 1
+    if args.threads is None:
+        args.threads = ["1"] if args.smoke else ["all", "1"]
     return args
 
 
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"k = p * {args.k_fraction:g}, float32)")
     G, w_bar = gradient_like(30, 300, seed=1)
     for k in (15, 60):  # warm-up: load every Numba kernel (k < n and k > n paths)
-        chita_opt.solve(L0Problem.from_gradients(G, w_bar, k=k), method=args.method)
+        chita_opt.solve(L0Problem.from_gradients(G, w_bar, k=k), method=args.method,
+                        **({"restarts": 0} if args.method == "chita" else {}))
     rows = []
     times: dict[str, list[float]] = {th: [] for th in args.threads}
     for p in args.ps:

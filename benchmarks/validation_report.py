@@ -43,30 +43,57 @@ def blocks(smoke: bool, instances: int) -> list[tuple[str, dict]]:
         return [("smoke: Toeplitz, p = 12, k = 3", {"p": 12, "k": 3, "instances": 3})]
     out = []
     for p in (20, 25, 30, 35, 40):
-        out.append((f"Toeplitz rho = 0.5, SNR 3, n = 2p, p = {p}, k = 5",
-                    {"p": p, "k": 5, "instances": instances}))
-    out.append(("Low SNR: Toeplitz rho = 0.5, SNR 0.5, n = 2p, p = 30, k = 5",
-                {"p": 30, "k": 5, "snr": 0.5, "instances": instances}))
-    out.append(("Toeplitz rho = 0.5, SNR 3, n = 2p, p = 20, k = 10",
-                {"p": 20, "k": 10, "instances": instances}))
-    out.append(("Toeplitz rho = 0.5, SNR 3, n = 2p, p = 30, k = 10 (MIP reference)",
-                {"p": 30, "k": 10, "instances": max(instances // 2, 1)}))
-    out.append(("Pruning-shaped: make_gradient_like(n = 12, p = 30), sparsity 0.8 (k = 6), "
-                "damping 1e-3 (l2 = 0.012, w_bar != 0)",
-                {"problems": pruning_suite(instances, 12, 30, 0.8, seed=0)}))
+        out.append(
+            (
+                f"Toeplitz rho = 0.5, SNR 3, n = 2p, p = {p}, k = 5",
+                {"p": p, "k": 5, "instances": instances},
+            )
+        )
+    out.append(
+        (
+            "Low SNR: Toeplitz rho = 0.5, SNR 0.5, n = 2p, p = 30, k = 5",
+            {"p": 30, "k": 5, "snr": 0.5, "instances": instances},
+        )
+    )
+    out.append(
+        (
+            "Toeplitz rho = 0.5, SNR 3, n = 2p, p = 20, k = 10",
+            {"p": 20, "k": 10, "instances": instances},
+        )
+    )
+    out.append(
+        (
+            "Toeplitz rho = 0.5, SNR 3, n = 2p, p = 30, k = 10 (MIP reference)",
+            {"p": 30, "k": 10, "instances": max(instances // 2, 1)},
+        )
+    )
+    out.append(
+        (
+            "Pruning-shaped: make_gradient_like(n = 12, p = 30), sparsity 0.8 (k = 6), "
+            "damping 1e-3 (l2 = 0.012, w_bar != 0)",
+            {"problems": pruning_suite(instances, 12, 30, 0.8, seed=0)},
+        )
+    )
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="one tiny block, printed")
-    parser.add_argument("--out", default=None,
-                        help="output file (default docs/validation_report.md; stdout with --smoke)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output file (default docs/validation_report.md; stdout with --smoke)",
+    )
     parser.add_argument("--instances", type=int, default=20)
-    parser.add_argument("--methods", default=None,
-                        help="comma-separated (default: chita and the other heuristics present)")
-    parser.add_argument("--time-limit", type=float, default=120.0,
-                        help="seconds per MIP reference solve")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated (default: chita and the other heuristics present)",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, default=120.0, help="seconds per MIP reference solve"
+    )
     args = parser.parse_args()
 
     present = set(available_methods())
@@ -101,11 +128,21 @@ def main() -> int:
         "",
     ]
     if missing_default:
-        lines += ["**Note:** the default method `chita` was not available when this report "
-                  "was generated; the methods shown are those that were.", ""]
+        lines += [
+            "**Note:** the default method `chita` was not available when this report "
+            "was generated; the methods shown are those that were.",
+            "",
+        ]
     totals: dict[str, list[int]] = {}
     for title, report in sections:
-        lines += [f"## {title}", "", report.describe_settings(), "", report.to_table("markdown"), ""]
+        lines += [
+            f"## {title}",
+            "",
+            report.describe_settings(),
+            "",
+            report.to_table("markdown"),
+            "",
+        ]
         for row in report.summaries:
             acc = totals.setdefault(row.method, [0, 0])
             acc[0] += row.n_optimal

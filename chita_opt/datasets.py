@@ -127,7 +127,9 @@ def _check_real(value: Any, name: str, low: float, high: float, *, closed: str) 
     if np.isnan(value) or not (lo_ok and hi_ok):
         left = "[" if closed in ("both", "left") else "("
         right = "]" if closed in ("both", "right") else ")"
-        raise ValueError(f"{name}: expected a number in {left}{low:g}, {high:g}{right}, got {value!r}")
+        raise ValueError(
+            f"{name}: expected a number in {left}{low:g}, {high:g}{right}, got {value!r}"
+        )
     return value
 
 

@@ -14,11 +14,11 @@ Relative gap of a method on an instance::
 the usual MIP relative gap (relative to the optimal value), floored at a
 millionth of ``f(0)``, the objective of ``w = 0``: an instance whose optimum
 is (nearly) 0 -- a perfect fit -- is then judged on the scale of the data
-instead of dividing rounding errors by zero. A method "solves" an instance when ``gap <= tol`` (default ``1e-6``).
-Only instances whose reference is certified (status "optimal") enter the
-shares and gap statistics; a method that beats a certified reference by more
-than ``tol`` is counted in ``n_better`` (it would reveal a bug in the
-reference).
+instead of dividing rounding errors by zero. A method "solves" an instance
+when ``gap <= tol`` (default ``1e-6``). Only instances whose reference is
+certified (status "optimal") enter the shares and gap statistics; a method
+that beats a certified reference by more than ``tol`` is counted in
+``n_better`` (it would reveal a bug in the reference).
 """
 
 from __future__ import annotations
@@ -133,31 +133,50 @@ class ValidationReport:
         for row in self.summaries:
             if row.method == method:
                 return row
-        raise KeyError(f"method: expected one of {[r.method for r in self.summaries]}, got {method!r}")
+        raise KeyError(
+            f"method: expected one of {[r.method for r in self.summaries]}, got {method!r}"
+        )
 
     def to_table(self, fmt: str = "text") -> str:
         """The summary table as plain text (``fmt="text"``) or Markdown (``fmt="markdown"``)."""
         if fmt not in ("text", "markdown"):
             raise ValueError(f"fmt: expected 'text' or 'markdown', got {fmt!r}")
-        header = ["method", "optimal", "share", "mean gap", "worst gap", "mean time", "max time",
-                  "errors"]
+        header = [
+            "method",
+            "optimal",
+            "share",
+            "mean gap",
+            "worst gap",
+            "mean time",
+            "max time",
+            "errors",
+        ]
         rows = []
         for s in self.summaries:
-            rows.append([
-                s.method,
-                f"{s.n_optimal}/{s.instances}",
-                _fmt_share(s.share_optimal),
-                _fmt_gap(s.mean_gap),
-                _fmt_gap(s.worst_gap),
-                _fmt_time(s.mean_time),
-                _fmt_time(s.max_time),
-                str(s.n_errors) + (f" ({s.n_better} beat ref!)" if s.n_better else ""),
-            ])
-        rows.append([
-            f"[{self.reference}]", f"{self.n_certified}/{self.n_instances} certified", "", "", "",
-            _fmt_time(float(np.mean(self.reference_times))) if self.n_instances else "-",
-            _fmt_time(float(np.max(self.reference_times))) if self.n_instances else "-", "",
-        ])
+            rows.append(
+                [
+                    s.method,
+                    f"{s.n_optimal}/{s.instances}",
+                    _fmt_share(s.share_optimal),
+                    _fmt_gap(s.mean_gap),
+                    _fmt_gap(s.worst_gap),
+                    _fmt_time(s.mean_time),
+                    _fmt_time(s.max_time),
+                    str(s.n_errors) + (f" ({s.n_better} beat ref!)" if s.n_better else ""),
+                ]
+            )
+        rows.append(
+            [
+                f"[{self.reference}]",
+                f"{self.n_certified}/{self.n_instances} certified",
+                "",
+                "",
+                "",
+                _fmt_time(float(np.mean(self.reference_times))) if self.n_instances else "-",
+                _fmt_time(float(np.max(self.reference_times))) if self.n_instances else "-",
+                "",
+            ]
+        )
         if fmt == "markdown":
             lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -237,21 +256,37 @@ def _progress(iterable: Iterable[Any], enabled: bool, total: int) -> Iterable[An
 
 
 def _generate(
-    instances: int, n: int, p: int, k: int, design: str, rho: float, snr: float, pattern: int,
-    l2: float, random_state: Any,
+    instances: int,
+    n: int,
+    p: int,
+    k: int,
+    design: str,
+    rho: float,
+    snr: float,
+    pattern: int,
+    l2: float,
+    random_state: Any,
 ) -> list[L0Problem]:
     seeds = np.random.SeedSequence(random_state).spawn(instances)
     problems = []
     for seed in seeds:
         data = make_regression(
-            n, p, k, design=design, rho=rho, pattern=pattern, snr=snr,
+            n,
+            p,
+            k,
+            design=design,
+            rho=rho,
+            pattern=pattern,
+            snr=snr,
             random_state=np.random.default_rng(seed),
         )
         problems.append(L0Problem(data.A, data.y, k, l2=l2))
     return problems
 
 
-def _timed(problem: L0Problem, method: str, options: Mapping[str, Any]) -> tuple[Solution | None, float]:
+def _timed(
+    problem: L0Problem, method: str, options: Mapping[str, Any]
+) -> tuple[Solution | None, float]:
     start = time.perf_counter()
     try:
         sol = solve(problem, method=method, **options)
@@ -351,9 +386,17 @@ def validate(
         instances = int(check_positive_int(instances, "instances"))  # type: ignore[arg-type]
         l2 = check_nonnegative(l2, "l2")
         suite = _generate(instances, n, p, k, design, rho, snr, pattern, l2, random_state)
-        settings = {"n": n, "p": p, "k": k, "design": design, "rho": float(rho),
-                    "snr": float(snr), "pattern": pattern, "l2": l2,
-                    "random_state": random_state}
+        settings = {
+            "n": n,
+            "p": p,
+            "k": k,
+            "design": design,
+            "rho": float(rho),
+            "snr": float(snr),
+            "pattern": pattern,
+            "l2": l2,
+            "random_state": random_state,
+        }
 
     ref_name = reference
     if reference == "auto":
@@ -401,18 +444,27 @@ def validate(
         m: np.array([relative_gap(objectives[m][i], ref_obj[i], f_zero[i]) for i in range(count)])
         for m in names
     }
-    summaries = tuple(
-        _summarise(m, gaps[m], times[m], ref_cert, errors[m], tol) for m in names
-    )
+    summaries = tuple(_summarise(m, gaps[m], times[m], ref_cert, errors[m], tol) for m in names)
     return ValidationReport(
-        summaries=summaries, reference=ref_name, reference_objectives=ref_obj,
-        reference_times=ref_time, reference_certified=ref_cert, objectives=objectives,
-        times=times, gaps=gaps, tol=tol, settings=settings,
+        summaries=summaries,
+        reference=ref_name,
+        reference_objectives=ref_obj,
+        reference_times=ref_time,
+        reference_certified=ref_cert,
+        objectives=objectives,
+        times=times,
+        gaps=gaps,
+        tol=tol,
+        settings=settings,
     )
 
 
 def _summarise(
-    method: str, gaps: np.ndarray, times: np.ndarray, certified: np.ndarray, n_errors: int,
+    method: str,
+    gaps: np.ndarray,
+    times: np.ndarray,
+    certified: np.ndarray,
+    n_errors: int,
     tol: float,
 ) -> MethodSummary:
     g = gaps[certified]

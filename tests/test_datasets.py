@@ -62,12 +62,14 @@ def test_equicorrelated_covariance():
     np.testing.assert_allclose(emp, expected, atol=0.03)
 
 
-@pytest.mark.parametrize("design,rho", [("toeplitz", 0.5), ("equicorrelated", 0.4),
-                                        ("independent", 0.0)])
+@pytest.mark.parametrize(
+    "design,rho", [("toeplitz", 0.5), ("equicorrelated", 0.4), ("independent", 0.0)]
+)
 @pytest.mark.parametrize("snr", [0.5, 5.0])
 def test_snr_is_population_signal_over_noise(design, rho, snr):
-    data = make_regression(60_000, 10, 4, design=design, rho=rho, snr=snr, pattern=3,
-                           random_state=2)
+    data = make_regression(
+        60_000, 10, 4, design=design, rho=rho, snr=snr, pattern=3, random_state=2
+    )
     signal = data.A @ data.w_true
     noise = data.y - signal
     assert np.std(noise) == pytest.approx(data.noise_std, rel=0.02)
@@ -130,6 +132,7 @@ def test_gradient_like_determinism_and_problem():
     problem = a.problem(sparsity=0.9, damping=1e-3)
     assert problem.k == 30 and problem.l2 == pytest.approx(8e-3)
     A, y = a.as_regression()
+    assert A is a.G
     np.testing.assert_allclose(y, a.G @ a.w_bar)
     # rows are correlated: a rank-8 part dominates the spectrum
     s = np.linalg.svd(a.G / np.linalg.norm(a.G, axis=0), compute_uv=False)

@@ -160,7 +160,7 @@ def test_load_checkpoint_formats(tmp_path):
         torch.testing.assert_close(
             getattr(loaded, layer).weight, state[f"{layer}.weight"] * masks[layer]
         )
-    with pytest.raises(ValueError, match=r"checkpoint: expected MLPNet weights .* missing \['fc3'\]"):
+    with pytest.raises(ValueError, match=r"expected MLPNet weights .* missing \['fc3'\]"):
         load_checkpoint({k: v for k, v in state.items() if not k.startswith("fc3")})
     bad = dict(state)
     bad["fc2.weight"] = torch.zeros(20, 41)

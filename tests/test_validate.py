@@ -14,8 +14,9 @@ from chita_opt.validate import ValidationReport, relative_gap, validate
 
 
 def test_report_against_brute_force():
-    report = validate(["magnitude", "backsolve", "brute_force"], p=8, k=3, instances=4,
-                      random_state=1)
+    report = validate(
+        ["magnitude", "backsolve", "brute_force"], p=8, k=3, instances=4, random_state=1
+    )
     assert isinstance(report, ValidationReport)
     assert report.reference == "brute_force" and report.n_certified == 4
     exact = report.summary("brute_force")
@@ -50,8 +51,9 @@ def test_reference_objectives_are_the_optimum():
 
 
 def test_mip_reference():
-    report = validate(["backsolve"], p=10, k=3, instances=2, reference="mip", random_state=0,
-                      warmup=False)
+    report = validate(
+        ["backsolve"], p=10, k=3, instances=2, reference="mip", random_state=0, warmup=False
+    )
     assert report.reference == "mip"
     assert report.n_certified == 2
     for pr_seed in range(2):
@@ -92,7 +94,7 @@ def test_relative_gap_floor():
 
 
 def test_bad_input_messages():
-    with pytest.raises(ValueError, match="methods: expected names from .*got 'nope'"):
+    with pytest.raises(ValueError, match=r"methods: expected names from .*got 'nope'"):
         validate(["nope"], p=5, k=2, instances=1)
     with pytest.raises(ValueError, match="methods: expected at least one method name"):
         validate([], p=5, k=2, instances=1)
@@ -115,8 +117,9 @@ def test_bad_input_messages():
 
 
 def test_cli_prints_table(capsys):
-    rc = main(["validate", "--p", "7", "--k", "2", "--instances", "2",
-               "--methods", "magnitude,backsolve"])
+    rc = main(
+        ["validate", "--p", "7", "--k", "2", "--instances", "2", "--methods", "magnitude,backsolve"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "2 instances, n=14, p=7, k=2" in out
@@ -124,8 +127,20 @@ def test_cli_prints_table(capsys):
 
 
 def test_cli_markdown_and_errors(capsys):
-    rc = main(["validate", "--p", "6", "--k", "2", "--instances", "1", "--methods", "backsolve",
-               "--markdown"])
+    rc = main(
+        [
+            "validate",
+            "--p",
+            "6",
+            "--k",
+            "2",
+            "--instances",
+            "1",
+            "--methods",
+            "backsolve",
+            "--markdown",
+        ]
+    )
     assert rc == 0 and "| backsolve |" in capsys.readouterr().out
     rc = main(["validate", "--methods", "magic"])
     err = capsys.readouterr().err
@@ -135,8 +150,9 @@ def test_cli_markdown_and_errors(capsys):
 def test_l0problem_suite_with_ridge_and_mip_time_limit():
     # a tiny time limit must not raise: uncertified instances are excluded
     problems = [L0Problem(*make_regression(60, 40, 10, snr=1.0, random_state=5)[:2], 10)]
-    report = validate(["backsolve"], problems=problems, reference="mip", time_limit=0.2,
-                      warmup=False)
+    report = validate(
+        ["backsolve"], problems=problems, reference="mip", time_limit=0.2, warmup=False
+    )
     assert report.n_instances == 1
     if report.n_certified == 0:
         assert report.summary("backsolve").instances == 0

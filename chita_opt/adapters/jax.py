@@ -50,6 +50,7 @@ import numpy as np
 
 from .._validation import check_nonnegative, check_positive_int, check_sparsity, describe
 from ..pruning import (
+    DEFAULT_DAMPING,
     DEFAULT_DAMPING_GRID,
     ParamLayout,
     PruneReport,
@@ -716,7 +717,7 @@ def prune(
     select: Select = None,
     n_samples: int = 1000,
     mini_batch: int = 1,
-    damping: float | str = 1e-4,
+    damping: float | str = DEFAULT_DAMPING,
     damping_grid: Sequence[float] = DEFAULT_DAMPING_GRID,
     held_out: Any = None,
     first_order: bool = False,
@@ -762,7 +763,7 @@ def prune(
         Gradient rows per stage.
     mini_batch : int, default 1
         Examples per gradient row.
-    damping : float or "auto", default 1e-4
+    damping : float or "auto", default 1e-3 (``chita_opt.pruning.DEFAULT_DAMPING``)
         Ridge added to the empirical Fisher (``l2 = n * damping``). ``"auto"``
         prunes once per value of ``damping_grid`` and keeps the one with the
         lowest loss on ``held_out`` (:func:`held_out_loss`).

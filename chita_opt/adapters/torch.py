@@ -50,6 +50,7 @@ from torch.utils import _pytree as pytree
 
 from .._validation import check_nonnegative, check_positive_int, check_sparsity, describe
 from ..pruning import (
+    DEFAULT_DAMPING,
     DEFAULT_DAMPING_GRID,
     DampingSelection,
     ParamLayout,
@@ -864,7 +865,7 @@ def prune(
     base_level: float | None = None,
     n_samples: int = 1000,
     mini_batch: int = 1,
-    damping: float | str = 1e-3,
+    damping: float | str = DEFAULT_DAMPING,
     damping_grid: Sequence[float] = DEFAULT_DAMPING_GRID,
     held_out: Any = None,
     first_order: bool = False,

@@ -48,6 +48,7 @@ Blocks (:mod:`chita_opt.pruning.blocks`)
 from .blocks import BlockResult, BlockTask, block_budgets, solve_block, solve_blocks
 from .layout import ParamLayout, uniform_blocks
 from .multistage import (
+    DEFAULT_DAMPING,
     DEFAULT_DAMPING_GRID,
     DampingSelection,
     GradientFn,
@@ -60,6 +61,7 @@ from .schedules import DEFAULT_BASE_LEVEL, SCHEDULES, sparsity_schedule, stage_k
 
 __all__ = [
     "DEFAULT_BASE_LEVEL",
+    "DEFAULT_DAMPING",
     "DEFAULT_DAMPING_GRID",
     "SCHEDULES",
     "BlockResult",

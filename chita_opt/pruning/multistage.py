@@ -61,6 +61,11 @@ GradientFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 _BAD_STATUSES = ("error", "unbounded", "infeasible")
 
 
+#: Default ridge added to the empirical Fisher, shared by every adapter. Chosen
+#: by held-out accuracy on MLPNet (docs/pruning_pytorch.md): 1e-4 lets the exact
+#: refit overfit the gradient rows at high sparsity.
+DEFAULT_DAMPING = 1e-3
+
 def multistage_prune(
     w0: Any,
     gradient_fn: GradientFn | None,
@@ -70,7 +75,7 @@ def multistage_prune(
     schedule: str | Sequence[float] = "exp",
     base_level: float | None = None,
     method: str = "chita",
-    damping: float = 1e-3,
+    damping: float = DEFAULT_DAMPING,
     first_order: bool = False,
     first_order_scale: float = 1.0,
     mask: Any = None,
@@ -621,6 +626,7 @@ class DampingSelection:
 
 
 DEFAULT_DAMPING_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+
 
 
 def select_damping(

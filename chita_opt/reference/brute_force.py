@@ -119,7 +119,9 @@ def solve_brute_force(problem: L0Problem, *, max_supports: int | None = None) ->
     ):
         raise ValueError(_too_large_message(p, k, count, limit))
     if k == 0:
-        return _finish(problem, np.zeros(p), clock, count, "k = 0: w = 0 is the only feasible point")
+        return _finish(
+            problem, np.zeros(p), clock, count, "k = 0: w = 0 is the only feasible point"
+        )
 
     H = _gram(problem)
     b = _linear_term(problem)
@@ -127,7 +129,11 @@ def solve_brute_force(problem: L0Problem, *, max_supports: int | None = None) ->
     if unbounded_support is not None:
         fit = refit(problem, unbounded_support)
         return make_solution(
-            problem, fit.w, method="brute_force", status="unbounded", stopwatch=clock,
+            problem,
+            fit.w,
+            method="brute_force",
+            status="unbounded",
+            stopwatch=clock,
             n_iter=count,
             message=(
                 f"f is unbounded below: on support {unbounded_support.tolist()} the linear "
@@ -145,10 +151,18 @@ def solve_brute_force(problem: L0Problem, *, max_supports: int | None = None) ->
     return _finish(problem, best_w, clock, count, f"enumerated all {count:,} supports of size {k}")
 
 
-def _finish(problem: L0Problem, w: np.ndarray, clock: Stopwatch, count: int, message: str) -> Solution:
+def _finish(
+    problem: L0Problem, w: np.ndarray, clock: Stopwatch, count: int, message: str
+) -> Solution:
     sol = make_solution(
-        problem, w, method="brute_force", status="optimal", message=message, n_iter=count,
-        stopwatch=clock, n_supports=count,
+        problem,
+        w,
+        method="brute_force",
+        status="optimal",
+        message=message,
+        n_iter=count,
+        stopwatch=clock,
+        n_supports=count,
     )
     # Enumeration is its own certificate: the bound equals the objective.
     return _with_bound(sol)
@@ -226,9 +240,7 @@ def _batch_gain(Hs: np.ndarray, bs: np.ndarray, ridge: bool) -> tuple[np.ndarray
     return gain, None
 
 
-def _batch_gain_eigh(
-    Hs: np.ndarray, bs: np.ndarray, ridge: bool
-) -> tuple[np.ndarray, int | None]:
+def _batch_gain_eigh(Hs: np.ndarray, bs: np.ndarray, ridge: bool) -> tuple[np.ndarray, int | None]:
     k = Hs.shape[-1]
     evals, evecs = np.linalg.eigh(Hs)
     if ridge:  # H_SS >= l2 I: nothing to drop, f is bounded on every support

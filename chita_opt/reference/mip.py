@@ -44,7 +44,7 @@ from ..problem import L0Problem
 from ..result import Solution
 from ..solvers import register
 from ..solvers import solve as _solve
-from ..solvers._common import Stopwatch, hard_threshold, make_solution
+from ..solvers._common import Stopwatch, hard_threshold, make_solution, top_k
 from ..solvers._refit import refit
 
 __all__ = ["BigM", "derive_big_m", "solve_mip"]
@@ -60,6 +60,13 @@ _SAFETY = 4.0
 #: Heuristic big-M: growth factor and number of re-solves while the bound is active.
 _GROWTH = 10.0
 _MAX_ROUNDS = 4
+#: The least-squares cone is scaled to the incumbent's residual, but never to
+#: less than this fraction of ||q||^2 (coefficients grow like 1/sqrt of it).
+_SCALE_FLOOR = 1e-4
+#: SCIP stops at this absolute gap, relative to the incumbent's |f|.
+_ABS_GAP = 1e-7
+#: Largest relative gap (after the exact refit) reported as certified optimal.
+_CERTIFY_GAP = 1e-4
 #: A |w_i| within this relative distance of M counts as "at the bound".
 _ACTIVE_RTOL = 1e-6
 #: Fraction of lambda_min(A^T A) moved into the perspective term (n > p).
@@ -72,13 +79,18 @@ _EIG_RTOL = 1e-12
 #: aggregation (c-MIR) separator found no cuts, and the mpec / rens / alns
 #: heuristics spent seconds in sub-solves while the LP relaxation found the
 #: optimum. Turning them off only changes speed, never the certificate.
-#: The feasibility tolerance is tightened from 1e-6 to 1e-7: with 1e-6 the
-#: least-squares cone may be violated by ~1e-8 of f(0), which showed up as a
-#: relative gap of 1.1e-4 on a near-perfect fit (7.9e-6 with 1e-7). 1e-8 is
-#: tighter still but makes SoPlex warn when SCIP re-solves an unstable LP with
-#: a 1000x tighter tolerance (below SoPlex's 1e-10 floor).
+#: Restarts are off: after a restart SCIP's presolve can rewrite the cones so
+#: that its SOC handler no longer recognises them, and it then branches on the
+#: continuous variables (90 000+ nodes on a p = 6, k = 1 instance that takes
+#: one node without the restart).
+#: The feasibility tolerance is 1e-7 instead of 1e-6: the least-squares cone
+#: is computed as a difference (q - R w) of larger numbers, so its absolute
+#: tolerance is a relative error of the bound on near-perfect fits (1.4e-4 in
+#: one property-test instance with 1e-6). 1e-8 is more accurate still but
+#: makes SoPlex warn when SCIP re-solves an unstable LP 1000x tighter.
 _SCIP_PARAMS: dict[str, Any] = {
     "numerics/feastol": 1e-7,
+    "presolving/maxrestarts": 0,
     "separating/aggregation/freq": -1,
     "heuristics/mpec/freq": -1,
     "heuristics/rens/freq": -1,
@@ -140,8 +152,17 @@ def solve_mip(
         When cvxpy or the chosen solver is not installed.
     """
     return _solve(
-        A, y, k, l2=l2, w_bar=w_bar, c=c, method="mip", time_limit=time_limit,
-        solver=solver, warm_start=warm_start, verbose=verbose,
+        A,
+        y,
+        k,
+        l2=l2,
+        w_bar=w_bar,
+        c=c,
+        method="mip",
+        time_limit=time_limit,
+        solver=solver,
+        warm_start=warm_start,
+        verbose=verbose,
     )
 
 
@@ -174,6 +195,7 @@ def solve_mip_problem(
     upper = problem.objective(w_inc)
 
     spec = _Spectral.of(problem)
+    form = _Formulation.of(problem, spec)
     big_m = derive_big_m(problem, upper=upper, spectral=spec, heuristic=w_inc)
     if big_m.unbounded_support is not None:
         fit = refit(problem, big_m.unbounded_support)
@@ -185,7 +207,7 @@ def solve_mip_problem(
     while True:
         rounds += 1
         remaining = None if time_limit is None else max(time_limit - clock.elapsed, 0.01)
-        outcome = _solve_once(cp, problem, spec, M, solver, remaining, verbose)
+        outcome = _solve_once(cp, problem, form, w_inc, M, solver, remaining, verbose)
         if outcome.w is None or outcome.status != "optimal" or big_m.valid:
             break
         fit = refit(problem, outcome.support)
@@ -201,7 +223,48 @@ def solve_mip_problem(
         logger.info("mip: big-M %.3g is active; re-solving with %.3g", M, M * _GROWTH)
         M *= _GROWTH
     assert outcome is not None
+    outcome = _rescaled_resolve(
+        cp, problem, form, outcome, M, solver, time_limit, verbose, clock, incumbents
+    )
     return _finish(problem, outcome, big_m, M, rounds, incumbents, clock, solver)
+
+
+def _rescaled_resolve(
+    cp: Any,
+    problem: L0Problem,
+    form: _Formulation,
+    outcome: _Outcome,
+    M: float,
+    solver: str,
+    time_limit: float | None,
+    verbose: bool,
+    clock: Stopwatch,
+    incumbents: list[tuple[np.ndarray, bool, np.ndarray]],
+) -> _Outcome:
+    """Solve once more when the cone was scaled to a much worse incumbent.
+
+    The least-squares cone is scaled to the incumbent's residual. When the
+    optimum fits far better (a near-perfect fit found from a poor heuristic),
+    SCIP's absolute tolerance is again large relative to the optimum's
+    residual; a second solve scaled to the optimum restores the accuracy of
+    the bound. Both bounds are valid, so the larger is kept.
+    """
+    if outcome.status != "optimal" or outcome.w is None or outcome.lower_bound is None:
+        return outcome
+    fit = refit(problem, outcome.support)
+    if not fit.bounded or form.residual(fit.w) >= 0.01 * outcome.scale:
+        return outcome
+    remaining = None
+    if time_limit is not None:
+        remaining = time_limit - clock.elapsed
+        if remaining <= 0:
+            return outcome
+    incumbents.append((fit.w, True, outcome.support))
+    again = _solve_once(cp, problem, form, fit.w, M, solver, remaining, verbose)
+    if again.status != "optimal" or again.lower_bound is None:
+        return outcome
+    logger.info("mip: re-solved with the cone scaled to the optimum's residual")
+    return replace(again, lower_bound=max(again.lower_bound, outcome.lower_bound))
 
 
 # -------------------------------------------------------------------- checks
@@ -211,8 +274,9 @@ def _check_time_limit(time_limit: Any) -> float | None:
     if isinstance(time_limit, (bool, np.bool_)) or not isinstance(
         time_limit, (numbers.Real, np.number)
     ):
-        raise TypeError(f"time_limit: expected a positive number of seconds or None, got "
-                        f"{describe(time_limit)}")
+        raise TypeError(
+            f"time_limit: expected a positive number of seconds or None, got {describe(time_limit)}"
+        )
     value = float(time_limit)
     if not (value > 0) or math.isnan(value):
         raise ValueError(f"time_limit: expected a positive number of seconds, got {value!r}")
@@ -243,7 +307,9 @@ def _import_backend(solver: str) -> Any:
     try:
         import cvxpy as cp
     except ImportError as exc:
-        raise ImportError(f"solve_mip needs cvxpy, which is not installed; {_INSTALL_HINT}") from exc
+        raise ImportError(
+            f"solve_mip needs cvxpy, which is not installed; {_INSTALL_HINT}"
+        ) from exc
     if solver == "SCIP":
         try:
             import pyscipopt  # noqa: F401
@@ -373,14 +439,24 @@ def derive_big_m(
         H[np.diag_indices_from(H)] += l2
         eta = max(eta, _gershgorin_k(H, k))
     scale = max(spec.lam_max + l2, 1e-300)
+    valid: list[BigM] = []
     if eta > 1e-9 * scale:
         beta = float(np.sqrt(np.sum(np.sort(b * b)[::-1][:k])))
         # Two valid bounds; the first needs no incumbent: the minimiser on a
         # support is H_SS^{-1} b_S, of norm at most ||b_S|| / eta.
         M = min(beta / eta, float(_level_set_radius(beta, eta, gap)))
-        return BigM(_positive(M * (1 + 1e-6)), "curvature", True, eta)
-    if l2 == 0.0 and math.comb(p, k) <= _ENUMERATE_LIMIT:
-        return _enumerated_big_m(A, b, k, gap)
+        valid.append(BigM(_positive(M * (1 + 1e-6)), "curvature", True, eta))
+    if math.comb(p, k) <= _ENUMERATE_LIMIT:
+        # Per-support curvature is often far larger than the global bound (an
+        # ill-conditioned A^T A with well-conditioned k-subsets), and a smaller
+        # M both tightens the relaxation and keeps the solver's integrality
+        # tolerance from letting w_i leak through z_i ~ 1e-6.
+        enumerated = _enumerated_big_m(A, b, k, gap, l2)
+        if enumerated.unbounded_support is not None:
+            return enumerated
+        valid.append(replace(enumerated, eta=eta))
+    if valid:
+        return min(valid, key=lambda m: m.value)
     # No bound can be derived: a multiple of the heuristic solution.
     ref = float(np.max(np.abs(heuristic))) if heuristic is not None and np.any(heuristic) else 0.0
     if ref == 0.0:  # nothing to scale from: the largest one-coordinate fit
@@ -393,16 +469,20 @@ def _positive(M: float) -> float:
     return M if np.isfinite(M) and M > 0 else 1.0
 
 
-def _enumerated_big_m(A: np.ndarray, b: np.ndarray, k: int, gap: float) -> BigM:
-    """Per-support bound for ``l2 = 0``: smallest positive eigenvalue of each ``A_S^T A_S``.
+def _enumerated_big_m(A: np.ndarray, b: np.ndarray, k: int, gap: float, l2: float) -> BigM:
+    """Per-support bound: smallest positive eigenvalue ``sigma_S`` of each ``H_SS``.
 
-    On a support the minimum-norm minimiser lies in the row space of ``A_S``,
-    where f has curvature at least ``sigma_S``; the optimal support has
-    ``f <= upper``, so its minimiser obeys the level-set bound with ``sigma_S``.
+    On a support the minimum-norm minimiser lies in the range of ``H_SS``
+    (all of it when ``l2 > 0``), where f has curvature at least ``sigma_S``;
+    the optimal support has ``f <= upper``, so its minimiser obeys the two
+    bounds of :func:`derive_big_m` with ``sigma_S`` and ``b_S`` projected on
+    that range. With ``l2 = 0`` it also detects unboundedness.
     """
     from .brute_force import _batches
 
     H = A.T @ A
+    if l2:
+        H[np.diag_indices_from(H)] += l2
     p = H.shape[0]
     M = 0.0
     for idx in _batches(p, k):
@@ -415,7 +495,7 @@ def _enumerated_big_m(A: np.ndarray, b: np.ndarray, k: int, gap: float) -> BigM:
         outside = np.sum(np.where(keep, 0.0, coef * coef), axis=1)
         bnorm = np.sqrt(np.einsum("ij,ij->i", bs, bs))
         unb = np.sqrt(np.maximum(outside, 0.0)) > 1e-8 * np.maximum(bnorm, 1.0)
-        if np.any(unb):
+        if l2 == 0.0 and np.any(unb):
             return BigM(1.0, "enumerated", True, 0.0, idx[int(np.flatnonzero(unb)[0])])
         has = keep.any(axis=1)
         if not np.any(has):
@@ -432,7 +512,7 @@ def _enumerated_big_m(A: np.ndarray, b: np.ndarray, k: int, gap: float) -> BigM:
 
 
 # --------------------------------------------------------------- formulation
-@dataclass
+@dataclass(frozen=True)
 class _Outcome:
     status: str  # "optimal", "time_limit", "error"
     w: np.ndarray | None
@@ -443,9 +523,31 @@ class _Outcome:
     message: str
     shift: float
     perspective: bool
+    scale: float = 1.0
 
 
-def _least_squares_factor(problem: L0Problem, spec: _Spectral) -> tuple[np.ndarray, np.ndarray, float, float]:
+@dataclass(frozen=True)
+class _Formulation:
+    """``||y - A w||^2 = ||q - R w||^2 + delta ||w||^2 + const`` (see _least_squares_factor)."""
+
+    R: np.ndarray
+    q: np.ndarray
+    delta: float
+    const: float
+
+    @classmethod
+    def of(cls, problem: L0Problem, spec: _Spectral) -> _Formulation:
+        return cls(*_least_squares_factor(problem, spec))
+
+    def residual(self, w: np.ndarray) -> float:
+        """``||q - R w||^2``, floored so that it can scale the cone."""
+        r = self.q - self.R @ w
+        return max(float(r @ r), _SCALE_FLOOR * float(self.q @ self.q), 1e-300)
+
+
+def _least_squares_factor(
+    problem: L0Problem, spec: _Spectral
+) -> tuple[np.ndarray, np.ndarray, float, float]:
     """``R, q, delta, const`` with ``||y - A w||^2 = ||q - R w||^2 + delta ||w||^2 + const``.
 
     For ``n > p`` this is an eigen-factor of ``A^T A - delta I`` (fewer rows,
@@ -477,26 +579,33 @@ def _least_squares_factor(problem: L0Problem, spec: _Spectral) -> tuple[np.ndarr
 def _solve_once(
     cp: Any,
     problem: L0Problem,
-    spec: _Spectral,
+    form: _Formulation,
+    incumbent: np.ndarray,
     M: float,
     solver: str,
     time_limit: float | None,
     verbose: bool,
 ) -> _Outcome:
     p, k, l2 = problem.p, problem.k, problem.l2
-    R, q, delta, const = _least_squares_factor(problem, spec)
+    R, q, delta, const = form.R, form.q, form.delta, form.const
     d = l2 + delta
     w = cp.Variable(p, bounds=[-M, M])
     z = cp.Variable(p, boolean=True)
     s = cp.Variable(nonneg=True)
+    # The cone is scaled so that s ~ 1 at the incumbent: CVXPY writes
+    # ||x||^2 <= s as ||(2x, s - 1)|| <= s + 1, whose absolute feasibility
+    # tolerance would otherwise be a large relative error when the residual
+    # is small (near-perfect fits).
+    scale = form.residual(incumbent)
+    root = np.sqrt(scale)
     constraints = [
-        cp.sum_squares(q - R @ w) <= s,
+        cp.sum_squares((q - R @ w) / root) <= s,
         w <= M * z,
         w >= -M * z,
         cp.sum(z) <= k,
     ]
     linear = problem.c - l2 * problem.w_bar
-    objective = 0.5 * s + linear @ w
+    objective = 0.5 * scale * s + linear @ w
     perspective = d > 0
     if perspective:
         t = cp.Variable(p, nonneg=True)
@@ -509,6 +618,13 @@ def _solve_once(
     kwargs: dict[str, Any] = {"solver": solver, "verbose": bool(verbose)}
     if solver == "SCIP":
         params = dict(_SCIP_PARAMS)
+        # Stop at an absolute gap of 1e-7 of the objective's scale, far below
+        # the 1e-4 that is certified: with SCIP's default (0) it can keep
+        # branching on the continuous cone variables (tens of thousands of
+        # nodes on p <= 10 problems) to close a gap at its tolerance level.
+        f_inc = problem.objective(incumbent)
+        f_zero = problem.objective(np.zeros(p))
+        params["limits/absgap"] = _ABS_GAP * max(abs(f_inc), 1e-6 * abs(f_zero), 1e-300)
         if time_limit is not None:
             params["limits/time"] = float(time_limit)
         kwargs["scip_params"] = params
@@ -523,13 +639,30 @@ def _solve_once(
         if time_limit is not None and time.perf_counter() - start >= time_limit:
             # CVXPY raises when SCIP stops on its time limit before finding
             # any solution of its own; that is a time limit, not a failure.
-            return _Outcome("time_limit", None, np.empty(0, np.int64), None, "timelimit", 0,
-                            f"{solver} found no solution within the time limit", delta,
-                            perspective)
+            return _Outcome(
+                "time_limit",
+                None,
+                np.empty(0, np.int64),
+                None,
+                "timelimit",
+                0,
+                f"{solver} found no solution within the time limit",
+                delta,
+                perspective,
+            )
         logger.warning("mip: the solver failed: %s", exc)
-        return _Outcome("error", None, np.empty(0, np.int64), None, "exception", 0,
-                        f"{solver} failed: {exc}", delta, perspective)
-    return _read_outcome(prob, w, z, K0, solver, delta, perspective)
+        return _Outcome(
+            "error",
+            None,
+            np.empty(0, np.int64),
+            None,
+            "exception",
+            0,
+            f"{solver} failed: {exc}",
+            delta,
+            perspective,
+        )
+    return replace(_read_outcome(prob, w, z, K0, solver, delta, perspective), scale=scale)
 
 
 def _read_outcome(
@@ -546,20 +679,40 @@ def _read_outcome(
         if np.isfinite(db):
             lower = db + K0
     if w.value is None or z.value is None:
-        status = "time_limit" if native in ("timelimit", "nodelimit", "gaplimit") else "error"
-        return _Outcome(status, None, np.empty(0, np.int64), lower, native, nodes,
-                        f"{solver} returned no solution (status {native!r})", delta, perspective)
+        status = "time_limit" if native in ("timelimit", "nodelimit") else "error"
+        return _Outcome(
+            status,
+            None,
+            np.empty(0, np.int64),
+            lower,
+            native,
+            nodes,
+            f"{solver} returned no solution (status {native!r})",
+            delta,
+            perspective,
+        )
     w_val = np.asarray(w.value, dtype=np.float64).ravel()
     z_val = np.asarray(z.value, dtype=np.float64).ravel()
     support = np.flatnonzero(z_val > 0.5).astype(np.int64)
-    if native == "optimal" or (model is None and prob.status == "optimal"):
+    # "gaplimit" is the absolute gap requested in _solve_once (1e-9 of the
+    # objective's scale): solved, for every purpose reported here.
+    if native in ("optimal", "gaplimit") or (model is None and prob.status == "optimal"):
         status = "optimal"
-    elif native in ("timelimit", "nodelimit", "totalnodelimit", "gaplimit", "stallnodelimit"):
+    elif native in ("timelimit", "nodelimit", "totalnodelimit", "stallnodelimit"):
         status = "time_limit"
     else:
         status = "error"
-    return _Outcome(status, w_val, support, lower, native, nodes,
-                    f"{solver} status {native!r}", delta, perspective)
+    return _Outcome(
+        status,
+        w_val,
+        support,
+        lower,
+        native,
+        nodes,
+        f"{solver} status {native!r}",
+        delta,
+        perspective,
+    )
 
 
 # --------------------------------------------------------------------- results
@@ -573,18 +726,19 @@ def _finish(
     clock: Stopwatch,
     solver: str,
 ) -> Solution:
-    # The solver's support is refit exactly (its w carries tolerances); the
-    # best of that and the heuristic incumbents is returned, so a time limit
-    # or a solver failure never loses the starting point.
-    candidates = [w for w, bounded, _ in incumbents if bounded]
-    if outcome.w is not None and outcome.support.size <= problem.k:
-        fit = refit(problem, outcome.support)
-        if fit.bounded:
-            candidates.append(fit.w)
-    w_best = min(candidates, key=problem.objective)
+    w_best = _best_point(problem, outcome, incumbents)
     f_best = problem.objective(w_best)
-    certified = outcome.status == "optimal" and big_m.valid and solver == "SCIP"
     bound_valid = big_m.valid and solver == "SCIP" and outcome.lower_bound is not None
+    lower = gap = None
+    if bound_valid:
+        assert outcome.lower_bound is not None
+        lower, gap = _bound_and_gap(problem, outcome.lower_bound, f_best)
+    # Certified: SCIP proved the MIP optimal, M is valid, and the exact refit
+    # of the returned point agrees with the bound. The last test catches the
+    # solver's tolerances (w_i leaking through z_i ~ 1e-6 when M is large).
+    certified = (
+        outcome.status == "optimal" and bound_valid and gap is not None and gap <= _CERTIFY_GAP
+    )
     info = {
         "certified": bool(certified),
         "big_m": float(M),
@@ -599,8 +753,15 @@ def _finish(
     }
     if outcome.lower_bound is not None and not bound_valid:
         info["box_lower_bound"] = float(min(outcome.lower_bound, f_best))
-    if outcome.status == "optimal" and certified:
+    if certified:
         status, message = "optimal", f"certified optimal by {solver} (big-M from {big_m.source})"
+    elif outcome.status == "optimal" and bound_valid:
+        status = "converged"
+        message = (
+            f"{solver} reported the MIP solved, but the exact refit of its solution is "
+            f"{gap:.2e} (relative) above its bound: a numerical tolerance issue (M = {M:.3g}); "
+            "lower_bound and gap are valid, optimality is not certified"
+        )
     elif outcome.status == "optimal":
         status = "converged"
         message = (
@@ -615,25 +776,57 @@ def _finish(
     else:
         status, message = "error", f"{outcome.message}; returning the best heuristic solution"
     sol = make_solution(
-        problem, w_best, method="mip", status=status, message=message,
-        n_iter=outcome.nodes, stopwatch=clock, **info,
+        problem,
+        w_best,
+        method="mip",
+        status=status,
+        message=message,
+        n_iter=outcome.nodes,
+        stopwatch=clock,
+        **info,
     )
     if bound_valid:
-        assert outcome.lower_bound is not None
-        # The unconstrained minimum of f is also a valid bound; it is exact
-        # when the sparse optimum fits perfectly (k >= n), where the solver's
-        # bound only reaches f* up to its feasibility tolerance.
-        relaxed = refit(problem, np.arange(problem.p, dtype=np.int64))
-        lower = outcome.lower_bound
-        if relaxed.bounded:
-            lower = max(lower, problem.objective(relaxed.w))
-        lower = float(min(lower, f_best))
-        # Relative to |f|, floored at 1e-6 f(0) so that a (near-)perfect fit,
-        # f ~ 0, is judged on the scale of the data (as in chita_opt.validate).
-        f_zero = problem.objective(np.zeros(problem.p))
-        gap = (f_best - lower) / max(abs(f_best), 1e-6 * max(abs(f_zero), 1e-300))
-        sol = replace(sol, lower_bound=lower, gap=float(max(gap, 0.0)))
+        sol = replace(sol, lower_bound=lower, gap=gap)
     return sol
+
+
+def _best_point(
+    problem: L0Problem, outcome: _Outcome, incumbents: list[tuple[np.ndarray, bool, np.ndarray]]
+) -> np.ndarray:
+    """Best of the heuristic incumbents and the exact refits of the solver's supports.
+
+    The solver's ``w`` carries its tolerances, so its support is refit
+    exactly: the support read from ``z``, and the ``k`` largest ``|w_i|`` (they
+    differ when some ``w_i`` leaked through a ``z_i`` at the integrality
+    tolerance). Keeping the incumbents means a time limit or a solver
+    failure never loses the starting point.
+    """
+    candidates = [w for w, bounded, _ in incumbents if bounded]
+    if outcome.w is not None:
+        supports = [outcome.support, top_k(np.abs(outcome.w), problem.k)]
+        for support in supports:
+            if support.size <= problem.k:
+                fit = refit(problem, support)
+                if fit.bounded:
+                    candidates.append(fit.w)
+    return min(candidates, key=problem.objective)
+
+
+def _bound_and_gap(problem: L0Problem, solver_bound: float, f_best: float) -> tuple[float, float]:
+    """The lower bound to report and the relative gap of ``f_best`` to it."""
+    # The unconstrained minimum of f is also a valid bound; it is exact when
+    # the sparse optimum fits perfectly (k >= n), where the solver's bound
+    # only reaches f* up to its feasibility tolerance.
+    relaxed = refit(problem, np.arange(problem.p, dtype=np.int64))
+    lower = solver_bound
+    if relaxed.bounded:
+        lower = max(lower, problem.objective(relaxed.w))
+    lower = float(min(lower, f_best))
+    # Relative to |f|, floored at 1e-6 f(0) so that a (near-)perfect fit,
+    # f ~ 0, is judged on the scale of the data (as in chita_opt.validate).
+    f_zero = problem.objective(np.zeros(problem.p))
+    gap = (f_best - lower) / max(abs(f_best), 1e-6 * abs(f_zero), 1e-300)
+    return lower, float(max(gap, 0.0))
 
 
 def _trivial(problem: L0Problem, clock: Stopwatch) -> Solution:
@@ -644,15 +837,30 @@ def _trivial(problem: L0Problem, clock: Stopwatch) -> Solution:
         w = refit(problem, np.arange(problem.p, dtype=np.int64)).w
         msg = "k = p: the problem is convex; solved exactly on all coordinates"
     sol = make_solution(
-        problem, w, method="mip", status="optimal", message=msg, stopwatch=clock,
-        certified=True, big_m=float("nan"), big_m_source="none", solver_status="not called",
+        problem,
+        w,
+        method="mip",
+        status="optimal",
+        message=msg,
+        stopwatch=clock,
+        certified=True,
+        big_m=float("nan"),
+        big_m_source="none",
+        solver_status="not called",
     )
     return replace(sol, lower_bound=sol.objective, gap=0.0)
 
 
-def _unbounded(problem: L0Problem, w: np.ndarray, support: np.ndarray, clock: Stopwatch) -> Solution:
+def _unbounded(
+    problem: L0Problem, w: np.ndarray, support: np.ndarray, clock: Stopwatch
+) -> Solution:
     return make_solution(
-        problem, w, method="mip", status="unbounded", stopwatch=clock, certified=True,
+        problem,
+        w,
+        method="mip",
+        status="unbounded",
+        stopwatch=clock,
+        certified=True,
         message=(
             f"f is unbounded below: on support {np.asarray(support).tolist()} the linear term "
             "has a component in the null space of A_S (l2 = 0)"

@@ -1,0 +1,155 @@
+"""The benchmark scripts run (``--smoke``: tiny sizes) and print sane tables.
+
+Each script runs in a subprocess exactly as a user would start it. The peers
+(abess, skglm: the optional ``bench`` extra) and the real-data part are
+skipped by the scripts themselves when missing, so these tests pass without
+them. The helpers in ``benchmarks/_common.py`` are checked directly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+sys.path.insert(0, str(BENCH))
+import _common  # noqa: E402
+
+
+def run_script(name: str, *extra: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name), "--smoke", *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    out = proc.stdout
+    # every script says where its numbers came from
+    assert f"{name} --smoke" in out
+    assert "# blas" in out and "# load avg" in out
+    return out
+
+
+def tables(out: str) -> list[list[dict[str, str]]]:
+    """Markdown tables in the output, as lists of {header: cell}."""
+    found, current, header = [], [], None
+    for line in [*out.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+            if header is None:
+                header = cells
+            elif not set(line.replace("|", "")) <= {"-", " "}:
+                current.append(dict(zip(header, cells, strict=True)))
+        elif header is not None:
+            found.append(current)
+            current, header = [], None
+    return found
+
+
+def test_regression_peers_smoke():
+    out = run_script("regression_peers.py")
+    per_setting = [t for t in tables(out) if t and "refit obj" in t[0]]
+    assert per_setting, out
+    for table in per_setting:
+        by_method = {(r["method"], r["thr"]): r for r in table}
+        for method in ("magnitude", "backsolve", "iht", "active_set", "swap", "chita"):
+            for thr in ("all", "1"):
+                assert (method, thr) in by_method, (method, thr)
+        chita = float(by_method[("chita", "1")]["refit obj"])
+        back = float(by_method[("backsolve", "1")]["refit obj"])
+        assert chita <= back * (1 + 1e-9)
+        for row in table:
+            assert 0.0 <= float(row["F1"]) <= 1.0
+            assert int(row["nnz"]) <= 5
+        if importlib.util.find_spec("abess") is not None:
+            assert ("abess", "1") in by_method
+    if importlib.util.find_spec("abess") is not None:
+        assert "chita / abess" in out
+
+
+def test_pruning_shaped_smoke():
+    out = run_script("pruning_shaped.py")
+    summary = tables(out)[-1]
+    objective = {(r["sparsity"], r["method"]): float(r["objective"]) for r in summary}
+    for sparsity in ("0.9", "0.98"):
+        # every stage of chita only accepts improvements over the backsolve
+        assert objective[(sparsity, "chita")] <= objective[(sparsity, "backsolve")] * (1 + 1e-9)
+        assert objective[(sparsity, "backsolve")] <= objective[(sparsity, "magnitude")]
+    for row in summary:
+        assert float(row["time s"]) > 0 and float(row["x pass"]) > 0
+        assert float(row["extra mem/A traced"]) >= 0
+    assert "largest extra memory of a solve" in out
+
+
+def test_scaling_smoke():
+    out = run_script("scaling.py")
+    rows = tables(out)[-1]
+    assert [int(r["p"]) for r in rows] == [300, 600]
+    assert [int(r["k"]) for r in rows] == [15, 30]
+    line = next(ln for ln in out.splitlines() if ln.startswith("thr=1: slope"))
+    assert math.isfinite(float(line.split("=")[2].split()[0]))
+
+
+def test_mlpnet_real_smoke_needs_no_checkpoint(tmp_path):
+    out = run_script("mlpnet_real.py", "--checkpoint", str(tmp_path / "missing.ckpt"))
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "mlxtend")):
+        assert "SKIPPED" in out
+        return
+    verdicts = tables(out)[-1]
+    assert verdicts and all(float(r["chita/backsolve obj"]) <= 1 + 1e-9 for r in verdicts)
+
+
+def test_mlpnet_real_skips_without_checkpoint(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "mlpnet_real.py"), "--checkpoint",
+         str(tmp_path / "missing.ckpt")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "SKIPPED" in proc.stdout
+
+
+# ------------------------------------------------------------------ helpers
+def test_f1_score():
+    assert _common.f1_score(np.array([1, 2, 3]), np.array([1, 2, 3])) == 1.0
+    assert _common.f1_score(np.array([1, 2]), np.array([3, 4])) == 0.0
+    assert _common.f1_score(np.array([1, 2, 5, 6]), np.array([1, 2])) == pytest.approx(2 / 3)
+
+
+def test_measure_memory_sees_a_numpy_allocation():
+    size = 16 * 2**20
+
+    def allocate():
+        a = np.ones(size // 8)
+        return float(a.sum())
+
+    result, mem = _common.measure_memory(allocate)
+    assert result == size // 8
+    assert size <= mem.traced < 2 * size
+    assert mem.peak >= mem.traced
+
+
+def test_gradient_like_is_deterministic_and_blockwise_consistent():
+    G1, w1 = _common.gradient_like(7, 50, seed=3, block=16)
+    G2, w2 = _common.gradient_like(7, 50, seed=3, block=16)
+    assert G1.dtype == np.float32 and G1.shape == (7, 50)
+    np.testing.assert_array_equal(G1, G2)
+    np.testing.assert_array_equal(w1, w2)
+    assert not np.array_equal(G1, _common.gradient_like(7, 50, seed=4, block=16)[0])
+    # shared low-rank part: rows are correlated across all blocks
+    assert np.linalg.matrix_rank(G1.astype(np.float64)) == 7
+
+
+def test_time_call_median_and_warmup():
+    calls = []
+    t = _common.time_call(lambda: calls.append(1) or len(calls), repeats=3, warmup=2)
+    assert len(calls) == 5 and t.result == 5
+    assert len(t.times) == 3 and t.min <= t.median

@@ -144,7 +144,7 @@ def table_runs(sparsities: tuple[float, ...], args: argparse.Namespace) -> list[
         runs.append(Run("CHITA (1 stage)", s, damping=args.damping_one_shot, **common))
     for s in sparsities:
         runs.append(Run(f"CHITA++ ({args.stages} st., no 1st-order)", s, stages=args.stages,
-                        damping=args.damping, first_order=False, **common))
+                        damping=args.damping_multi, first_order=False, **common))
     for s in sparsities:
         runs.append(Run(f"CHITA++ ({args.stages} st., 1st-order)", s, stages=args.stages,
                         damping=args.damping, first_order=True, **common))
@@ -194,7 +194,43 @@ def main_table(args: argparse.Namespace, data: Data, model: Any) -> list[Outcome
           "to the issue's reference figures):")
     print_table(outcomes, dense, sparsities, "all")
     print("\nsettings: " + json.dumps(settings(args)))
+    if not args.smoke:
+        print_targets(outcomes)
     return outcomes
+
+
+# Issue 4: the research code on this model and these digits (all 5,000), and the targets.
+REFERENCE = {
+    "one stage": {0.9: 0.930, 0.95: 0.870, 0.98: 0.406},
+    "15 stages, no first-order term": {0.9: 0.935, 0.95: 0.910, 0.98: 0.813},
+    "15 stages, first-order term": {0.98: 0.887},
+}
+TARGETS = {"CHITA++": {0.9: 0.935, 0.95: 0.915, 0.98: 0.89}, "CHITA (1 stage)": {0.98: 0.45}}
+TIME_TARGET = 15.0
+
+
+def print_targets(outcomes: list[Outcome]) -> None:
+    print("\nresearch code (issue 4, all 5,000 digits): " + "; ".join(
+        f"{name}: " + " / ".join(f"{100 * v:.1f}%" for v in ref.values())
+        for name, ref in REFERENCE.items()))
+    print("targets (issue 4):")
+    for o in outcomes:
+        lbl = o.run.label
+        goal = TARGETS["CHITA++"] if lbl.startswith("CHITA++") else TARGETS.get(lbl, {})
+        if o.run.sparsity not in goal:
+            continue
+        want = goal[o.run.sparsity]
+        verdict = ", ".join(
+            f"{part} {100 * o.acc[part]:.1f}% {'>=' if o.acc[part] >= want else '<'} "
+            f"{100 * want:.1f}%" for part in ("test", "all")
+        )
+        print(f"  {lbl:<34} sp {o.run.sparsity:<5g} {verdict}")
+    for o in outcomes:
+        if o.run.stages == 15 and o.run.label.startswith("CHITA++"):
+            ok = "<=" if o.time <= TIME_TARGET else ">"
+            print(f"  time {o.run.label:<29} sp {o.run.sparsity:<5g} {o.time:.1f}s {ok} "
+                  f"{TIME_TARGET:.0f}s (gradients {o.gradient_time:.1f}s, solver "
+                  f"{o.solve_time:.1f}s)")
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,7 +238,9 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint": str(args.checkpoint) if not args.smoke else "freshly trained (smoke)",
         "split": "stratified seed 0: 2000 gradient / 1000 validation / 2000 test digits",
         "method": args.method, "n_samples": args.n_samples, "stages": args.stages,
-        "damping (CHITA++)": args.damping, "damping (1 stage)": args.damping_one_shot,
+        "damping (1 stage)": args.damping_one_shot,
+        "damping (CHITA++ without first-order term)": args.damping_multi,
+        "damping (CHITA++ with first-order term)": args.damping,
         "schedule": "exp", "base_level": 0.1, "fresh gradient digits per stage": True,
         "seed": args.seed,
     }
@@ -238,36 +276,41 @@ def explore(args: argparse.Namespace, data: Data, model: Any) -> None:
     sparsities = tuple(args.sparsities)
     runs: list[Run] = []
     base = {"method": args.method, "n_samples": args.n_samples}
+    fo_values = {"both": (False, True), "on": (True,), "off": (False,)}[args.first_order]
     if name == "damping":
         for s in sparsities:
-            for fo in (False, True):
+            for fo in fo_values:
                 for d in args.grid:
                     runs.append(Run(f"{args.stages} st. fo={fo} damping={d:g}", s,
                                     stages=args.stages, damping=d, first_order=fo, **base))
     elif name == "one-shot":
         for s in sparsities:
-            for fo in (False, True):
+            for fo in fo_values:
                 for d in args.grid:
                     runs.append(Run(f"1 st. fo={fo} damping={d:g}", s, damping=d,
                                     first_order=fo, **base))
     elif name == "stages":
         for s in sparsities:
-            for st in (5, 10, 15, 20, 30):
-                runs.append(Run(f"{st} st. damping={args.damping:g}", s, stages=st,
-                                damping=args.damping, first_order=True, **base))
+            for fo in fo_values:
+                for st in (5, 10, 15, 20):
+                    runs.append(Run(f"{st} st. fo={fo} damping={args.damping:g}", s, stages=st,
+                                    damping=args.damping, first_order=fo, **base))
     elif name == "samples":
         for s in sparsities:
-            for n, mb, fresh in ((500, 1, True), (1000, 1, False), (1000, 1, True),
-                                 (2000, 1, False), (1000, 2, False)):
-                runs.append(Run(f"n={n} mini_batch={mb} fresh={fresh}", s, stages=args.stages,
-                                damping=args.damping, first_order=True,
-                                method=args.method, n_samples=n, mini_batch=mb, fresh=fresh))
+            for fo in fo_values:
+                for n, mb, fresh in ((500, 1, True), (1000, 1, False), (1000, 1, True),
+                                     (2000, 1, False), (1000, 2, False)):
+                    runs.append(Run(f"n={n} mini_batch={mb} fresh={fresh} fo={fo}", s,
+                                    stages=args.stages, damping=args.damping, first_order=fo,
+                                    method=args.method, n_samples=n, mini_batch=mb,
+                                    fresh=fresh))
     elif name == "method":
         for s in sparsities:
-            for meth in ("backsolve", "active_set", "iht", "chita"):
-                runs.append(Run(f"{args.stages} st. {meth}", s, stages=args.stages,
-                                damping=args.damping, first_order=True, method=meth,
-                                n_samples=args.n_samples))
+            for fo in fo_values:
+                for meth in ("backsolve", "active_set", "iht", "chita"):
+                    runs.append(Run(f"{args.stages} st. fo={fo} {meth}", s, stages=args.stages,
+                                    damping=args.damping, first_order=fo, method=meth,
+                                    n_samples=args.n_samples))
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(name)
     warm_up(model, data, args)
@@ -296,11 +339,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", default="chita", help="solver for every stage")
     p.add_argument("--stages", type=int, default=15)
     p.add_argument("--n-samples", type=int, default=1000)
-    p.add_argument("--damping", type=float, default=1e-1, help="damping of CHITA++")
-    p.add_argument("--damping-one-shot", type=float, default=1e-2,
+    p.add_argument("--damping", type=float, default=0.3,
+                   help="damping of CHITA++ with the first-order term (and of the sweeps)")
+    p.add_argument("--damping-multi", type=float, default=1e-2,
+                   help="damping of CHITA++ without the first-order term")
+    p.add_argument("--damping-one-shot", type=float, default=1e-3,
                    help="damping of one-stage CHITA")
     p.add_argument("--explore", choices=("damping", "one-shot", "stages", "samples", "method"))
     p.add_argument("--grid", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    p.add_argument("--first-order", choices=("both", "on", "off"), default="both",
+                   help="sweeps: with and/or without the first-order term")
     p.add_argument("--json", help="write the sweep's results to this file")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient-digit draws")
     p.add_argument("--no-progress", action="store_true")

@@ -451,7 +451,7 @@ def derive_big_m(
         # ill-conditioned A^T A with well-conditioned k-subsets), and a smaller
         # M both tightens the relaxation and keeps the solver's integrality
         # tolerance from letting w_i leak through z_i ~ 1e-6.
-        enumerated = _enumerated_big_m(A, b, k, gap, l2)
+        enumerated = _enumerated_big_m(A, b, k, gap, l2, 1e-8 * (abs(K) + abs(upper)))
         if enumerated.unbounded_support is not None:
             return enumerated
         valid.append(replace(enumerated, eta=eta))
@@ -469,14 +469,17 @@ def _positive(M: float) -> float:
     return M if np.isfinite(M) and M > 0 else 1.0
 
 
-def _enumerated_big_m(A: np.ndarray, b: np.ndarray, k: int, gap: float, l2: float) -> BigM:
-    """Per-support bound: smallest positive eigenvalue ``sigma_S`` of each ``H_SS``.
+def _enumerated_big_m(
+    A: np.ndarray, b: np.ndarray, k: int, gap: float, l2: float, slack: float
+) -> BigM:
+    """The tightest valid M, by enumerating every support (only for few supports).
 
-    On a support the minimum-norm minimiser lies in the range of ``H_SS``
-    (all of it when ``l2 > 0``), where f has curvature at least ``sigma_S``;
-    the optimal support has ``f <= upper``, so its minimiser obeys the two
-    bounds of :func:`derive_big_m` with ``sigma_S`` and ``b_S`` projected on
-    that range. With ``l2 = 0`` it also detects unboundedness.
+    On each support ``S`` the minimum-norm minimiser ``w_S = H_SS^+ b_S`` and
+    its value ``f_S = K - 1/2 b_S^T H_SS^+ b_S`` are computed from an
+    eigendecomposition. The optimal support has ``f_S = f* <= upper``, so
+    ``M = max |w_S|`` over the supports with ``f_S <= upper`` (``gap = upper -
+    K``, plus ``slack`` for rounding) contains a minimiser. With ``l2 = 0`` it
+    also detects unboundedness (``b_S`` outside the range of ``H_SS``).
     """
     from .brute_force import _batches
 
@@ -497,17 +500,12 @@ def _enumerated_big_m(A: np.ndarray, b: np.ndarray, k: int, gap: float, l2: floa
         unb = np.sqrt(np.maximum(outside, 0.0)) > 1e-8 * np.maximum(bnorm, 1.0)
         if l2 == 0.0 and np.any(unb):
             return BigM(1.0, "enumerated", True, 0.0, idx[int(np.flatnonzero(unb)[0])])
-        has = keep.any(axis=1)
-        if not np.any(has):
-            continue
-        sigma = np.where(keep, evals, np.inf).min(axis=1)[has]
-        beta = np.sqrt(np.sum(np.where(keep, coef * coef, 0.0), axis=1))[has]
-        disc = beta**2 + 2.0 * sigma * gap
-        ok = disc >= 0  # supports that cannot reach f <= upper do not matter
+        scaled = np.where(keep, coef / np.where(keep, evals, 1.0), 0.0)
+        decrease = 0.5 * np.sum(scaled * coef, axis=1)  # K - f_S
+        ok = -decrease <= gap + slack  # supports that can match the incumbent
         if np.any(ok):
-            # ||H_SS^+ b_S|| <= ||P b_S|| / sigma_S, or the level-set radius.
-            radius = np.minimum(beta[ok] / sigma[ok], _level_set_radius(beta[ok], sigma[ok], gap))
-            M = max(M, float(np.max(radius)))
+            w_s = np.einsum("mij,mj->mi", evecs[ok], scaled[ok])
+            M = max(M, float(np.max(np.abs(w_s))))
     return BigM(_positive(M * (1 + 1e-6)), "enumerated", True, 0.0)
 
 

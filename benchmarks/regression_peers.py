@@ -256,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
                       r.note] for r in rows],
                 )
                 if args.profile:
-                    print("cProfile of one chita solve (threads=1):")
-                    profile_call(lambda d=data: chita_opt.solve(d.A, d.y, args.k, threads=1))
+                    for method in ("chita", "iht"):
+                        print(f"cProfile of one {method} solve (threads=1):")
+                        profile_call(lambda d=data, m=method: chita_opt.solve(
+                            d.A, d.y, args.k, method=m, threads=1))
                 chita = {r.threads: r for r in rows if r.method == "chita"}
                 if abess_row is not None:
                     summary.append([p, rho, seed, chita["all"].refit / abess_row.refit,

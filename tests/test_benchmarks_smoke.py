@@ -153,3 +153,23 @@ def test_time_call_median_and_warmup():
     t = _common.time_call(lambda: calls.append(1) or len(calls), repeats=3, warmup=2)
     assert len(calls) == 5 and t.result == 5
     assert len(t.times) == 3 and t.min <= t.median
+
+
+def test_memory_without_psutil_falls_back_to_proc(monkeypatch):
+    # psutil is in the optional bench extra; without it the RSS comes from /proc (Linux)
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    reader = _common._rss_reader()
+    if not Path("/proc/self/statm").exists():
+        assert reader is None
+        return
+    assert reader is not None and reader() > 0
+    _, mem = _common.measure_memory(lambda: np.ones(2**20).sum())
+    assert mem.rss is not None and mem.traced >= 8 * 2**20
+
+
+def test_regression_peers_smoke_without_peers():
+    # the path taken when abess / skglm are not installed
+    out = run_script("regression_peers.py", "--peers", "--mip-time-limit", "0")
+    assert "skipping abess" in out and "skipping skglm" in out and "skipping mip" in out
+    assert "chita / abess" not in out
+    assert any(r["method"] == "chita" for t in tables(out) for r in t)

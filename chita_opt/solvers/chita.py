@@ -133,12 +133,14 @@ def solve_chita(
     w_start = initial_point(P, w0, support)
     stage = run_active_set(P, w_start, ws_factor=ws_factor, max_rounds=max_rounds, tol=tol,
                            random_state=random_state)
+    w_best, f_best = stage.w, P.objective(stage.w)
+    n_swaps, local_opt = 0, False
     if max_swaps > 0:
-        w_best, n_swaps, local_opt = swap_polish(P, stage.w, max_swaps=max_swaps,
-                                                 candidates=swap_candidates)
-    else:
-        w_best, n_swaps, local_opt = stage.w, 0, False
-    f_best = P.objective(w_best)
+        w_pol, n_swaps, local_opt = swap_polish(P, stage.w, max_swaps=max_swaps,
+                                                candidates=swap_candidates)
+        f_pol = P.objective(w_pol)
+        if f_pol <= f_best:  # every stage may only improve on the one before
+            w_best, f_best = w_pol, f_pol
     history = [*stage.history, f_best]
     starts = []
     if n_restarts > 0:

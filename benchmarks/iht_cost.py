@@ -30,7 +30,9 @@ def best_of(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def measure(n: int, p: int, sparsity: float, dtype, iters: int, repeats: int) -> tuple[float, float]:
+def measure(
+    n: int, p: int, sparsity: float, dtype, iters: int, repeats: int
+) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     scales = np.exp(rng.standard_normal(p)).astype(dtype)
     A = (rng.standard_normal((n, p)).astype(dtype) * scales).astype(dtype)
@@ -65,7 +67,8 @@ def main() -> None:
     n, p, iters, repeats = (1000, 32_360, 20, 5) if not args.smoke else (50, 800, 3, 1)
     print(f"one IHT iteration vs one A.T @ r, n={n}, p={p} (median of {repeats} runs "
           f"of {iters} iterations)")
-    print(f"{'dtype':8s} {'sparsity':>8s} {'k':>6s} {'A.T@r ms':>9s} {'IHT it ms':>10s} {'ratio':>6s}")
+    header = ("dtype", "sparsity", "k", "A.T@r ms", "IHT it ms", "ratio")
+    print("{:8s} {:>8s} {:>6s} {:>9s} {:>10s} {:>6s}".format(*header))
     for dtype in (np.float64, np.float32):
         for sparsity in (0.9, 0.98):
             t_pass, t_iht = measure(n, p, sparsity, dtype, iters, repeats)

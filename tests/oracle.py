@@ -39,7 +39,7 @@ def objective(inst: Instance, w: np.ndarray) -> float:
 
 def _support_min(inst: Instance, S: tuple[int, ...]) -> tuple[float, np.ndarray]:
     A = np.asarray(inst.A, dtype=np.float64)
-    n, p = A.shape
+    p = A.shape[1]
     wb = np.zeros(p) if inst.w_bar is None else inst.w_bar
     c = np.zeros(p) if inst.c is None else inst.c
     idx = list(S)

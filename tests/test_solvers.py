@@ -105,7 +105,7 @@ def test_fixed_point_on_a_larger_problem():
 @pytest.mark.parametrize("method", HEURISTICS)
 def test_deterministic_bits(method):
     inst = make_instance(11, max_p=12)
-    a = _solve(inst, method, **({} if method == "magnitude" else {}))
+    a = _solve(inst, method)
     b = _solve(inst, method)
     assert a.w.tobytes() == b.w.tobytes()
     assert a.objective == b.objective

@@ -54,7 +54,10 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--ks", type=int, nargs="+", default=[5, 10])
     parser.add_argument(
-        "--ps", type=int, nargs="+", default=[20, 30, 40, 50, 60, 80, 100, 120, 150, 200]
+        "--ps",
+        type=int,
+        nargs="+",
+        default=[20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400],
     )
     parser.add_argument("--n-factor", type=float, default=2.0, help="n = n_factor * p")
     parser.add_argument("--rho", type=float, default=0.5)

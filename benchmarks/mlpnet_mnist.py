@@ -75,6 +75,7 @@ class Run:
     fresh: bool = True  # fresh gradient digits at every stage (a shuffling loader)
     schedule: str = "exp"
     solver_options: dict[str, Any] | None = None
+    seed: int | None = None  # seed of the gradient-digit draws (None: --seed)
 
 
 @dataclasses.dataclass
@@ -311,6 +312,13 @@ def explore(args: argparse.Namespace, data: Data, model: Any) -> None:
                     runs.append(Run(f"{args.stages} st. fo={fo} {meth}", s, stages=args.stages,
                                     damping=args.damping, first_order=fo, method=meth,
                                     n_samples=args.n_samples))
+    elif name == "seeds":
+        for s in sparsities:
+            for fo in fo_values:
+                for seed in range(5):
+                    runs.append(Run(f"{args.stages} st. fo={fo} damping={args.damping:g} "
+                                    f"seed={seed}", s, stages=args.stages, damping=args.damping,
+                                    first_order=fo, seed=seed, **base))
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(name)
     warm_up(model, data, args)
@@ -318,7 +326,8 @@ def explore(args: argparse.Namespace, data: Data, model: Any) -> None:
           "digits; test digits untouched")
     results = []
     for run in runs:
-        o = prune_once(model, data, run, seed=args.seed, parts=("val",))
+        o = prune_once(model, data, run, seed=args.seed if run.seed is None else run.seed,
+                       parts=("val",))
         results.append(o)
         print(f"  sp {run.sparsity:<5g} {run.label:<40} val acc {100 * o.acc['val']:5.1f}%  "
               f"val loss {o.loss['val']:8.4f}  time {o.time:5.1f}s "
@@ -341,11 +350,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-samples", type=int, default=1000)
     p.add_argument("--damping", type=float, default=0.3,
                    help="damping of CHITA++ with the first-order term (and of the sweeps)")
-    p.add_argument("--damping-multi", type=float, default=1e-2,
+    p.add_argument("--damping-multi", type=float, default=1e-4,
                    help="damping of CHITA++ without the first-order term")
     p.add_argument("--damping-one-shot", type=float, default=1e-3,
                    help="damping of one-stage CHITA")
-    p.add_argument("--explore", choices=("damping", "one-shot", "stages", "samples", "method"))
+    p.add_argument("--explore",
+                   choices=("damping", "one-shot", "stages", "samples", "method", "seeds"),
+                   help="run a sweep on the validation digits instead of the table")
     p.add_argument("--grid", type=float, nargs="+", default=[1e-4, 1e-3, 1e-2, 1e-1, 1.0])
     p.add_argument("--first-order", choices=("both", "on", "off"), default="both",
                    help="sweeps: with and/or without the first-order term")

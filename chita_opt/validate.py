@@ -101,6 +101,9 @@ class ValidationReport:
         "brute_force" or "mip" (the reference actually used).
     reference_objectives, reference_times : ndarray (instances,)
     reference_certified : ndarray of bool (instances,)
+    zero_objectives : ndarray (instances,)
+        ``f(0)`` of each instance (the scale of the gap's floor; ``f*/f(0)``
+        says how much of the objective the optimum removes).
     objectives, times, gaps : dict[str, ndarray]
         Per method and instance (NaN where a solve failed).
     tol : float
@@ -118,6 +121,7 @@ class ValidationReport:
     times: dict[str, np.ndarray]
     gaps: dict[str, np.ndarray]
     tol: float
+    zero_objectives: np.ndarray = field(default_factory=lambda: np.empty(0))
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -455,6 +459,7 @@ def validate(
         times=times,
         gaps=gaps,
         tol=tol,
+        zero_objectives=f_zero,
         settings=settings,
     )
 

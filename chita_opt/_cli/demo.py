@@ -35,9 +35,9 @@ TEST_FRACTION = 0.2
 DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "stages": 15,
-    "damping_one_shot": 1e-2,
-    "damping_multi_stage": 1e-1,
-    "first_order_multi_stage": True,
+    "damping_one_shot": 1e-3,
+    "damping_multi_stage": 1e-4,
+    "first_order_multi_stage": False,
 }
 
 

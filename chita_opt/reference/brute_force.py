@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -123,6 +124,7 @@ def solve_brute_force(problem: L0Problem, *, max_supports: int | None = None) ->
             problem, np.zeros(p), clock, count, "k = 0: w = 0 is the only feasible point"
         )
 
+    logger.debug("brute_force: enumerating %d supports of size %d", count, k)
     H = _gram(problem)
     b = _linear_term(problem)
     values, unbounded_support = _enumerate(H, b, p, k, ridge=problem.l2 > 0)
@@ -165,12 +167,6 @@ def _finish(
         n_supports=count,
     )
     # Enumeration is its own certificate: the bound equals the objective.
-    return _with_bound(sol)
-
-
-def _with_bound(sol: Solution) -> Solution:
-    from dataclasses import replace
-
     return replace(sol, lower_bound=sol.objective, gap=0.0)
 
 

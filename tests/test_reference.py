@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 
@@ -18,6 +19,11 @@ from chita_opt.reference import brute_force, solve_mip
 
 pytest.importorskip("cvxpy")
 pytest.importorskip("pyscipopt")
+
+# Examples per hypothesis run of the MIP-vs-brute-force property (each SCIP
+# call costs ~0.05-0.5 s). For a long run:
+#   CHITA_OPT_MIP_EXAMPLES=2000 python -m pytest tests/test_reference.py -k mip_matches
+MIP_EXAMPLES = int(os.environ.get("CHITA_OPT_MIP_EXAMPLES", "40"))
 
 
 # ------------------------------------------------------------------ helpers
@@ -169,7 +175,11 @@ def test_dispatch_through_solve():
 
 # ---------------------------------------------------------------------- MIP
 @pytest.mark.parametrize("ridge", [False, True], ids=["l2=0", "l2>0"])
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=MIP_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(data=st.data())
 def test_mip_matches_brute_force(ridge, data):
     problem = data.draw(small_problems(max_p=8, full_k=False, ridge=ridge))

@@ -13,10 +13,17 @@ override with ``--checkpoint``). Data: the 5,000 MNIST digits shipped in the
 * 1,000 *validation* digits -- used to choose defaults (``--explore``);
 * 2,000 *test* digits -- never used for any choice; the table reports them.
 
-The table also reports accuracy on all 5,000 digits, which is how the issue's
-reference figures (dense 94.7%, magnitude 90.4 / 83.8 / 31.3%, the research
-code's 93.0 / 87.0 / 40.6% and 93.5 / 91.0 / 81.3%) were measured; those
-figures include the gradient digits, so they are for comparison only.
+Two protocols, each with its own table:
+
+* ``held-out`` -- gradients from the 2,000 gradient digits, accuracy on the 2,000
+  test digits: the honest figure for a pruned network;
+* ``research`` -- gradients drawn from all 5,000 digits and accuracy on all
+  5,000, which is how the issue's reference figures (dense 94.7%, magnitude
+  90.4 / 83.8 / 31.3%, the research code's 93.0 / 87.0 / 40.6% and
+  93.5 / 91.0 / 81.3%, 88.7% with the first-order term) were measured. It is
+  optimistic: every digit that is scored also fed the gradients, and with the
+  first-order term each stage is in effect a Newton step of training on those
+  digits (at 0.9 it scores above the dense network).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from chita_opt.demo.mnist import load_mnist_5k, split_indices  # noqa: E402
 
@@ -60,6 +68,21 @@ def load_data() -> Data:
     return Data(X, y, grad, val, test)
 
 
+PROTOCOLS = {
+    "held-out": ("test", "gradients from the 2,000 gradient digits; accuracy on the 2,000 "
+                 "test digits, never used for gradients or any choice"),
+    "research": ("all", "gradients drawn from all 5,000 digits; accuracy on all 5,000 (the "
+                 "issue's protocol for the research code's figures; optimistic)"),
+}
+
+
+def protocol_data(data: Data, protocol: str) -> Data:
+    """The digits gradients are drawn from under ``protocol`` (see the module docstring)."""
+    if protocol == "research":
+        return dataclasses.replace(data, grad=np.arange(len(data.y)))
+    return data
+
+
 @dataclasses.dataclass
 class Run:
     """One pruning configuration (the keyword arguments of ``prune``)."""
@@ -74,8 +97,10 @@ class Run:
     mini_batch: int = 1
     fresh: bool = True  # fresh gradient digits at every stage (a shuffling loader)
     schedule: str = "exp"
+    base_level: float | None = None  # None: prune()'s default, min(0.1, sparsity)
     solver_options: dict[str, Any] | None = None
     seed: int | None = None  # seed of the gradient-digit draws (None: --seed)
+    auto: bool = False  # damping="auto": chosen by the loss on the validation digits
 
 
 @dataclasses.dataclass
@@ -88,6 +113,7 @@ class Outcome:
     solve_time: float
     achieved: float
     objective: float | None
+    damping: float | None = None  # the damping used (the chosen one with damping="auto")
 
 
 def gradient_data(torch: Any, data: Data, run: Run, seed: int) -> Any:
@@ -119,11 +145,18 @@ def prune_once(model: Any, data: Data, run: Run, *, seed: int = 0,
         rep = prune(m, F.nll_loss, dl, sparsity=run.sparsity, method="magnitude",
                     progress=progress)
     else:
+        damping: Any = run.damping
+        extra: dict[str, Any] = {}
+        if run.auto:
+            # Chosen on the validation digits (never the test digits).
+            damping = "auto"
+            extra["held_out"] = (torch.from_numpy(data.X[data.val]),
+                                 torch.from_numpy(data.y[data.val]))
         rep = prune(
             m, F.nll_loss, dl, sparsity=run.sparsity, method=run.method, stages=run.stages,
-            schedule=run.schedule, damping=run.damping, first_order=run.first_order,
-            n_samples=run.n_samples, mini_batch=run.mini_batch,
-            solver_options=run.solver_options, progress=progress,
+            schedule=run.schedule, base_level=run.base_level, damping=damping,
+            first_order=run.first_order, n_samples=run.n_samples, mini_batch=run.mini_batch,
+            solver_options=run.solver_options, progress=progress, **extra,
         )
     elapsed = time.perf_counter() - t0
     acc, loss = {}, {}
@@ -132,23 +165,31 @@ def prune_once(model: Any, data: Data, run: Run, *, seed: int = 0,
         ev = evaluate(m, data.X[idx], data.y[idx])
         acc[part], loss[part] = ev.accuracy, ev.loss
     return Outcome(run, acc, loss, elapsed, rep.gradient_time, rep.solve_time,
-                   rep.achieved_sparsity, rep.objective)
+                   rep.achieved_sparsity, rep.objective, rep.options.get("damping"))
 
 
 # ----------------------------------------------------------------- the table
-def table_runs(sparsities: tuple[float, ...], args: argparse.Namespace) -> list[Run]:
+def table_runs(sparsities: tuple[float, ...], args: argparse.Namespace,
+               protocol: str) -> list[Run]:
     runs = []
     common = {"n_samples": args.n_samples, "method": args.method}
     for s in sparsities:
         runs.append(Run("magnitude", s, method="magnitude"))
     for s in sparsities:
         runs.append(Run("CHITA (1 stage)", s, damping=args.damping_one_shot, **common))
+    if protocol == "held-out":
+        for s in sparsities:
+            runs.append(Run("CHITA (1 stage, auto damping)", s, auto=True, **common))
     for s in sparsities:
         runs.append(Run(f"CHITA++ ({args.stages} st., no 1st-order)", s, stages=args.stages,
                         damping=args.damping_multi, first_order=False, **common))
     for s in sparsities:
         runs.append(Run(f"CHITA++ ({args.stages} st., 1st-order)", s, stages=args.stages,
                         damping=args.damping, first_order=True, **common))
+    if args.auto_multi and protocol == "held-out":
+        for s in sparsities:
+            runs.append(Run(f"CHITA++ ({args.stages} st., auto damping)", s, stages=args.stages,
+                            auto=True, first_order=False, **common))
     return runs
 
 
@@ -169,7 +210,8 @@ def print_table(outcomes: list[Outcome], dense: dict[str, float], sparsities: tu
         print(f"{lbl:<{width}}" + "".join(cells))
 
 
-def main_table(args: argparse.Namespace, data: Data, model: Any) -> list[Outcome]:
+def main_table(args: argparse.Namespace, data: Data,
+               model: Any) -> dict[str, list[Outcome]]:
     from chita_opt.demo.mlpnet import evaluate
 
     sparsities = tuple(args.sparsities)
@@ -181,23 +223,28 @@ def main_table(args: argparse.Namespace, data: Data, model: Any) -> list[Outcome
     if not args.smoke:
         sanity_check(model, data, dense["all"])
     warm_up(model, data, args)
-    outcomes = []
-    for run in table_runs(sparsities, args):
-        o = prune_once(model, data, run, seed=args.seed, progress=not args.no_progress)
-        outcomes.append(o)
-        print(f"  {run.label:<34} sp {run.sparsity:<5g} test {100 * o.acc['test']:5.1f}%  "
-              f"all {100 * o.acc['all']:5.1f}%  val loss {o.loss['val']:.3f}  "
-              f"time {o.time:5.1f}s (grad {o.gradient_time:4.1f}s, solve {o.solve_time:5.1f}s)",
-              flush=True)
-    print("\nTest accuracy (2,000 held-out digits never used for gradients or tuning), time:")
-    print_table(outcomes, dense, sparsities, "test")
-    print("\nAccuracy on all 5,000 digits (includes the 2,000 gradient digits; comparable "
-          "to the issue's reference figures):")
-    print_table(outcomes, dense, sparsities, "all")
+    results: dict[str, list[Outcome]] = {}
+    for protocol in args.protocols:
+        key, description = PROTOCOLS[protocol]
+        pdata = protocol_data(data, protocol)
+        print(f"\nprotocol {protocol!r}: {description}")
+        outcomes = []
+        for run in table_runs(sparsities, args, protocol):
+            o = prune_once(model, pdata, run, seed=args.seed, progress=not args.no_progress)
+            outcomes.append(o)
+            print(f"  {run.label:<34} sp {run.sparsity:<5g} {key} {100 * o.acc[key]:5.1f}%  "
+                  f"val loss {o.loss['val']:.3f}  time {o.time:5.1f}s (grad "
+                  f"{o.gradient_time:4.1f}s, solve {o.solve_time:5.1f}s)"
+                  + (f"  chosen damping {o.damping:g}" if run.auto else ""), flush=True)
+        results[protocol] = outcomes
+    for protocol, outcomes in results.items():
+        key, description = PROTOCOLS[protocol]
+        print(f"\nAccuracy ({description}), time of the whole prune() call:")
+        print_table(outcomes, dense, sparsities, key)
     print("\nsettings: " + json.dumps(settings(args)))
     if not args.smoke:
-        print_targets(outcomes)
-    return outcomes
+        print_targets(results)
+    return results
 
 
 # Issue 4: the research code on this model and these digits (all 5,000), and the targets.
@@ -210,28 +257,35 @@ TARGETS = {"CHITA++": {0.9: 0.935, 0.95: 0.915, 0.98: 0.89}, "CHITA (1 stage)": 
 TIME_TARGET = 15.0
 
 
-def print_targets(outcomes: list[Outcome]) -> None:
-    print("\nresearch code (issue 4, all 5,000 digits): " + "; ".join(
+def print_targets(results: dict[str, list[Outcome]]) -> None:
+    print("\nresearch code (issue 4, research protocol): " + "; ".join(
         f"{name}: " + " / ".join(f"{100 * v:.1f}%" for v in ref.values())
         for name, ref in REFERENCE.items()))
     print("targets (issue 4):")
-    for o in outcomes:
-        lbl = o.run.label
-        goal = TARGETS["CHITA++"] if lbl.startswith("CHITA++") else TARGETS.get(lbl, {})
-        if o.run.sparsity not in goal:
-            continue
-        want = goal[o.run.sparsity]
-        verdict = ", ".join(
-            f"{part} {100 * o.acc[part]:.1f}% {'>=' if o.acc[part] >= want else '<'} "
-            f"{100 * want:.1f}%" for part in ("test", "all")
-        )
-        print(f"  {lbl:<34} sp {o.run.sparsity:<5g} {verdict}")
-    for o in outcomes:
-        if o.run.stages == 15 and o.run.label.startswith("CHITA++"):
-            ok = "<=" if o.time <= TIME_TARGET else ">"
-            print(f"  time {o.run.label:<29} sp {o.run.sparsity:<5g} {o.time:.1f}s {ok} "
-                  f"{TIME_TARGET:.0f}s (gradients {o.gradient_time:.1f}s, solver "
-                  f"{o.solve_time:.1f}s)")
+    for protocol, outcomes in results.items():
+        key = PROTOCOLS[protocol][0]
+        for o in outcomes:
+            lbl = o.run.label
+            if lbl.startswith("CHITA++"):
+                goal = TARGETS["CHITA++"]
+            elif lbl.startswith("CHITA (1 stage"):
+                goal = TARGETS["CHITA (1 stage)"]
+            else:
+                continue
+            if o.run.sparsity not in goal:
+                continue
+            want = goal[o.run.sparsity]
+            ok = ">=" if o.acc[key] >= want else "< "
+            print(f"  {protocol:<9} {lbl:<36} sp {o.run.sparsity:<5g} {key:<4} "
+                  f"{100 * o.acc[key]:5.1f}% {ok} {100 * want:.1f}%")
+    for protocol, outcomes in results.items():
+        for o in outcomes:
+            # damping="auto" runs the whole pipeline once per candidate: not comparable.
+            if o.run.stages == 15 and o.run.label.startswith("CHITA++") and not o.run.auto:
+                ok = "<=" if o.time <= TIME_TARGET else "> "
+                print(f"  time {protocol:<9} {o.run.label:<29} sp {o.run.sparsity:<5g} "
+                      f"{o.time:5.1f}s {ok} {TIME_TARGET:.0f}s (gradients "
+                      f"{o.gradient_time:.1f}s, solver {o.solve_time:.1f}s)")
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -243,6 +297,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "damping (CHITA++ without first-order term)": args.damping_multi,
         "damping (CHITA++ with first-order term)": args.damping,
         "schedule": "exp", "base_level": 0.1, "fresh gradient digits per stage": True,
+        "protocols": args.protocols,
         "seed": args.seed,
     }
 
@@ -354,6 +409,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="damping of CHITA++ without the first-order term")
     p.add_argument("--damping-one-shot", type=float, default=1e-3,
                    help="damping of one-stage CHITA")
+    p.add_argument("--protocols", nargs="+", choices=tuple(PROTOCOLS),
+                   default=list(PROTOCOLS), help="which tables to run (default: both)")
+    p.add_argument("--auto-multi", action="store_true",
+                   help="add CHITA++ with damping='auto' (4 x the time of a CHITA++ row)")
     p.add_argument("--explore",
                    choices=("damping", "one-shot", "stages", "samples", "method", "seeds"),
                    help="run a sweep on the validation digits instead of the table")
@@ -368,6 +427,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from _common import print_header
+
+    print_header("MLPNet on MNIST: the CHITA paper's pruning table on the paper's own model",
+                 packages=["torch", "mlxtend"])
     import torch
 
     from chita_opt.demo.mlpnet import load_checkpoint, train_mlpnet

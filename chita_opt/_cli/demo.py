@@ -301,11 +301,11 @@ def _prune_all(
 
 
 def _bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
     try:
         from tqdm.auto import tqdm
     except ModuleNotFoundError:  # pragma: no cover - tqdm is in the torch extra
-        enabled = False
-    if not enabled:
         return _NoBar()
     return tqdm(total=total, desc="pruning", unit="run", leave=False)
 
@@ -368,7 +368,7 @@ def _plot(path: Path, rows: Sequence[_Row], dense_accuracy: float,
     ax.axhline(100 * dense_accuracy, color="grey", linestyle="--", linewidth=1, label="dense")
     ax.set_xlabel("sparsity (fraction of weights at zero)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("MLPNet on MNIST: one-shot pruning")
+    ax.set_title("MLPNet on MNIST: pruning without fine-tuning")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()

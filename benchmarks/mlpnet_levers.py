@@ -10,6 +10,12 @@ Arguments: the sparsity, a JSON list of ``Run`` keyword arguments (see
 and the seeds of the gradient-digit draws. Prints validation, test and
 all-digit accuracy per seed and their means, under the chosen protocol.
 Used to choose the defaults quoted in docs/benchmarks_mlpnet.md.
+
+``--probe`` also prints, after every stage, the loss increase on the gradient
+digits that the stage's quadratic model predicted (objective minus the damping
+term, over n) next to the one measured, how far the surviving weights moved,
+and the validation accuracy (a diagnostic; it wraps a private function of
+``chita_opt.pruning.multistage``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,46 @@ import mlpnet_mnist as bench
 from _common import print_header
 
 
+def install_probe(model, data: bench.Data) -> None:
+    """Print the quadratic model's predicted loss change next to the measured one, per stage."""
+    import copy
+
+    import chita_opt.pruning.multistage as multistage
+    from chita_opt.adapters.torch import selected_params
+    from chita_opt.demo.mlpnet import evaluate
+
+    probe = copy.deepcopy(model)
+    tensors = [probe.get_parameter(name) for name in selected_params(probe)]
+    X, y = data.X[data.grad], data.y[data.grad]
+    run_stage = multistage._run_stage
+
+    def load(w):
+        import torch
+
+        offset = 0
+        with torch.no_grad():
+            for t in tensors:
+                t.copy_(torch.from_numpy(w[offset:offset + t.numel()].reshape(t.shape)))
+                offset += t.numel()
+
+    def probed(ctx, t, level, k, w, alive):
+        load(w)
+        before = evaluate(probe, X, y).loss
+        w_new, alive_new, record = run_stage(ctx, t, level, k, w, alive)
+        load(w_new)
+        after = evaluate(probe, X, y).loss
+        val = evaluate(probe, data.X[data.val], data.y[data.val]).accuracy
+        n, dw = record.n_rows, w_new - w
+        predicted = (record.objective - 0.5 * n * ctx.damping * float(dw @ dw)) / n
+        print(f"    stage {t:2d} k {k:6d}: predicted loss change {predicted:9.2e}, measured "
+              f"{after - before:9.2e} on the gradient digits; |dw|/|w| "
+              f"{np.linalg.norm(dw) / np.linalg.norm(w):.3f}; val acc {100 * val:.1f}%",
+              flush=True)
+        return w_new, alive_new, record
+
+    multistage._run_stage = probed
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("seeds", type=int, nargs="*", default=[0])
     p.add_argument("--protocol", choices=tuple(bench.PROTOCOLS), default="held-out")
     p.add_argument("--checkpoint", type=Path, default=bench.DEFAULT_CHECKPOINT)
+    p.add_argument("--probe", action="store_true",
+                   help="per stage: predicted and measured loss increase, weight move")
     args = p.parse_args(argv)
     configs = json.loads(args.configs)
     print_header("CHITA++ settings on the paper's MLPNet", packages=["torch"])
@@ -47,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     # Warm-up: JIT compilation and torch start-up outside the timings.
     bench.prune_once(model, data, bench.Run("warm-up", 0.9, stages=2, first_order=True,
                                             n_samples=100), parts=())
+    if args.probe:
+        install_probe(model, data)
     for cfg in configs:
         res = []
         for seed in args.seeds:

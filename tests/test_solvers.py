@@ -224,3 +224,15 @@ def test_unbounded_support_is_reported():
     sol = co.solve(A, np.ones(4), 2, c=np.array([0.0, 1.0, 0.0]), method="backsolve",
                    support=[0, 1])
     assert sol.status == "unbounded"
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.7, 0.95])
+def test_lipschitz_constant_bounds_the_top_eigenvalue_within_a_tenth_of_a_percent(rho):
+    from chita_opt.datasets import make_regression
+    from chita_opt.solvers.iht import lipschitz_constant
+
+    data = make_regression(300, 2000, 5, design="toeplitz", rho=rho, random_state=3)
+    problem = co.L0Problem(data.A, data.y, 5, l2=0.5)
+    exact = float(np.linalg.norm(data.A, 2) ** 2) + 0.5
+    L = lipschitz_constant(problem)
+    assert exact <= L <= exact * (1 + 1e-3)

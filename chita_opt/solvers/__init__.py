@@ -156,10 +156,27 @@ def blas_threads(threads: int | None) -> Iterator[None]:
         yield
         return
     check_positive_int(threads, "threads")
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=int(threads), user_api="blas"):
+    with _controller().limit(limits=int(threads), user_api="blas"):
         yield
+
+
+_CONTROLLER: list[Any] = []  # [controller, len(sys.modules) when it scanned]
+
+
+def _controller() -> Any:
+    """A cached ``ThreadpoolController``: scanning the loaded libraries costs ~1 ms a call.
+
+    Rescanned whenever modules were imported since the last scan, since an
+    import (torch, say) may load another BLAS.
+    """
+    import sys
+
+    from threadpoolctl import ThreadpoolController
+
+    n_modules = len(sys.modules)
+    if not _CONTROLLER or _CONTROLLER[1] != n_modules:
+        _CONTROLLER[:] = [ThreadpoolController(), len(sys.modules)]
+    return _CONTROLLER[0]
 
 
 def solve_path(

@@ -54,8 +54,21 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
+_FINITE_CHUNK = 1 << 20  # elements checked at a time
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    # By chunks of a flat view: a whole-array isfinite would allocate a
+    # boolean copy a quarter the size of a float32 gradient matrix.
+    flat = arr.reshape(-1, order="A")  # a view for C- or F-contiguous arrays
+    return all(
+        bool(np.isfinite(flat[i : i + _FINITE_CHUNK]).all())
+        for i in range(0, flat.size, _FINITE_CHUNK)
+    )
+
+
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    if not np.all(np.isfinite(arr)):
+    if not _all_finite(arr):
         n_nan = int(np.isnan(arr).sum())
         n_inf = int(np.isinf(arr).sum())
         raise ValueError(

@@ -31,11 +31,11 @@ def best_of(fn, repeats: int) -> float:
 
 
 def measure(
-    n: int, p: int, sparsity: float, dtype, iters: int, repeats: int
+    n: int, p: int, sparsity: float, dtype, iters: int, repeats: int, order: str = "C"
 ) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     scales = np.exp(rng.standard_normal(p)).astype(dtype)
-    A = (rng.standard_normal((n, p)).astype(dtype) * scales).astype(dtype)
+    A = (rng.standard_normal((n, p)).astype(dtype) * scales).astype(dtype, order=order)
     w_bar = rng.standard_normal(p)
     k = p - round(sparsity * p)
     P = L0Problem(A, rng.standard_normal(n), k, l2=n * 1e-4, w_bar=w_bar)
@@ -63,18 +63,21 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny problem, a few seconds")
+    parser.add_argument("--orders", nargs="+", choices=("C", "F"), default=["C", "F"],
+                        help="memory layouts of A to time (default: both)")
     args = parser.parse_args()
     n, p, iters, repeats = (1000, 32_360, 20, 5) if not args.smoke else (50, 800, 3, 1)
     print(f"one IHT iteration vs one A.T @ r, n={n}, p={p} (median of {repeats} runs "
           f"of {iters} iterations)")
-    header = ("dtype", "sparsity", "k", "A.T@r ms", "IHT it ms", "ratio")
-    print("{:8s} {:>8s} {:>6s} {:>9s} {:>10s} {:>6s}".format(*header))
-    for dtype in (np.float64, np.float32):
-        for sparsity in (0.9, 0.98):
-            t_pass, t_iht = measure(n, p, sparsity, dtype, iters, repeats)
-            k = p - round(sparsity * p)
-            print(f"{np.dtype(dtype).name:8s} {sparsity:8.2f} {k:6d} {t_pass * 1e3:9.2f} "
-                  f"{t_iht * 1e3:10.2f} {t_iht / t_pass:6.2f}")
+    header = ("order", "dtype", "sparsity", "k", "A.T@r ms", "IHT it ms", "ratio")
+    print("{:5s} {:8s} {:>8s} {:>6s} {:>9s} {:>10s} {:>6s}".format(*header))
+    for order in args.orders:
+        for dtype in (np.float64, np.float32):
+            for sparsity in (0.9, 0.98):
+                t_pass, t_iht = measure(n, p, sparsity, dtype, iters, repeats, order)
+                k = p - round(sparsity * p)
+                print(f"{order:5s} {np.dtype(dtype).name:8s} {sparsity:8.2f} {k:6d} "
+                      f"{t_pass * 1e3:9.2f} {t_iht * 1e3:10.2f} {t_iht / t_pass:6.2f}")
 
 
 if __name__ == "__main__":

@@ -236,3 +236,22 @@ def test_lipschitz_constant_bounds_the_top_eigenvalue_within_a_tenth_of_a_percen
     exact = float(np.linalg.norm(data.A, 2) ** 2) + 0.5
     L = lipschitz_constant(problem)
     assert exact <= L <= exact * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_support_columns_follow_a_changing_support(order, dtype):
+    from chita_opt._kernels.linalg import SupportColumns, support_matvec
+
+    rng = np.random.default_rng(0)
+    A = np.asarray(rng.standard_normal((7, 40)), dtype=dtype, order=order)
+    v = rng.standard_normal(40)
+    S = np.sort(rng.choice(40, 6, replace=False))
+    cols = SupportColumns(A, S)
+    for _ in range(5):
+        np.testing.assert_allclose(cols.matvec(v), support_matvec(A, S, v[S]), rtol=1e-12)
+        assert sorted(cols.columns.tolist()) == S.tolist()
+        S = np.sort(rng.choice(40, 6, replace=False))
+        cols.move_to(S)
+    with pytest.raises(ValueError, match="expected 6 columns, got 5"):
+        cols.move_to(S[:5])

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from .._kernels.linalg import grouped_matvec, support_matvec
+from .._kernels.linalg import SupportColumns, grouped_matvec, support_matvec
 from ..problem import L0Problem
 from ..result import Solution
 from . import register
@@ -50,6 +50,8 @@ __all__ = ["IHTResult", "lipschitz_constant", "run_iht", "solve_iht"]
 
 _STEP_MULTIPLIERS = (0.5, 1.0, 2.0, 4.0)
 _LANCZOS_RTOL = 1e-3
+# Keep a contiguous copy of the support columns when k <= p / _GATHER_FRACTION.
+_GATHER_FRACTION = 4
 
 
 def lipschitz_constant(problem: L0Problem, random_state: int | None = 0) -> float:
@@ -109,9 +111,8 @@ class _Steps:
     """
 
     def __init__(self, problem: L0Problem, w: np.ndarray, S: np.ndarray, Aw: np.ndarray,
-                 g: np.ndarray) -> None:
-        self.problem, self.w, self.S, self.Aw, self.g = problem, w, S, Aw, g
-        self.AgS = support_matvec(problem.A, S, g[S])
+                 g: np.ndarray, AgS: np.ndarray) -> None:
+        self.problem, self.w, self.S, self.Aw, self.g, self.AgS = problem, w, S, Aw, g, AgS
 
     def line_search_step(self) -> float | None:
         """Exact minimiser of f along ``-g_S`` (the support-preserving direction)."""
@@ -175,7 +176,14 @@ def run_iht(
         L = 1.0
     w = hard_threshold(np.asarray(w, dtype=np.float64), k)
     S = top_k(np.abs(w), k)
-    Aw = support_matvec(P.A, S, w[S])
+    # A_S v from a contiguous copy of the support columns when the support is a
+    # small part of A (strided access would cost a full pass); see SupportColumns.
+    columns = SupportColumns(P.A, S) if 0 < k <= P.p // _GATHER_FRACTION else None
+
+    def support_product(v: np.ndarray) -> np.ndarray:
+        return columns.matvec(v) if columns is not None else support_matvec(P.A, S, v[S])
+
+    Aw = support_product(w)
     f = P.objective_from_residual(w, P.y - Aw)
     history = [f]
     stable = 0
@@ -183,9 +191,9 @@ def run_iht(
     n_refits = 0
     for it in range(1, max_iter + 1):
         if it % 25 == 0:  # the incremental A w drifts slowly: recompute it now and then
-            Aw = support_matvec(P.A, S, w[S])
+            Aw = support_product(w)
         g = P.gradient_from_residual(w, P.y - Aw)
-        steps = _Steps(P, w, S, Aw, g)
+        steps = _Steps(P, w, S, Aw, g, support_product(g))
         taus = [1.0 / L]
         tau_ls = steps.line_search_step()
         if tau_ls is not None:
@@ -206,10 +214,12 @@ def run_iht(
         stable = stable + 1 if np.array_equal(T_new, S) else 0
         if f_new <= f:
             w, f, S, Aw = w_new, f_new, T_new, Aw_new
+            if columns is not None:
+                columns.move_to(S)
         if stable >= refit_after and (refitted is None or not np.array_equal(refitted, S)):
             res = refit(P, S)
             if res.bounded:
-                Aw_fit = support_matvec(P.A, S, res.w[S])
+                Aw_fit = support_product(res.w)
                 f_fit = P.objective_from_residual(res.w, P.y - Aw_fit)
                 if f_fit <= f:
                     w, f, Aw = res.w, f_fit, Aw_fit

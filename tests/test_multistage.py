@@ -287,3 +287,29 @@ def test_solver_option_typos_are_rejected_before_any_gradient():
             progress=False,
         )
     assert net.calls == []
+
+
+def test_wide_intermediate_stages_skip_swaps_and_the_last_stage_does_not(monkeypatch):
+    import chita_opt.solvers as solvers
+
+    seen = []
+    real_solve = solvers.solve
+
+    def recording_solve(problem, method, **options):
+        seen.append((problem.k, problem.n, options.get("max_swaps")))
+        return real_solve(problem, method=method, **options)
+
+    monkeypatch.setattr(solvers, "solve", recording_solve)
+    net = LeastSquaresNet(n=5, p=40)
+    multistage_prune(net.w0, net.gradient_fn, sparsity=0.9, stages=4, schedule="linear",
+                     method="chita", progress=False)
+    assert len(seen) == 4
+    for i, (k, n, max_swaps) in enumerate(seen):
+        wide_and_intermediate = k > 3 * n and i < len(seen) - 1
+        assert max_swaps == (0 if wide_and_intermediate else None), (i, k, n, max_swaps)
+    assert any(s[2] == 0 for s in seen) and seen[-1][2] is None
+    # an explicit choice wins
+    seen.clear()
+    multistage_prune(net.w0, net.gradient_fn, sparsity=0.9, stages=4, schedule="linear",
+                     method="chita", solver_options={"max_swaps": 7}, progress=False)
+    assert [s[2] for s in seen] == [7, 7, 7, 7]

@@ -27,7 +27,7 @@ from ..problem import L0Problem
 
 __all__ = ["RefitResult", "refit"]
 
-_CHUNK = 2048
+_CHUNK = 512  # columns per float64 block of the Woodbury Gram (n x 512 x 8 bytes)
 _REFINEMENT_STEPS = 2
 _REFINEMENT_RTOL = 1e-13
 

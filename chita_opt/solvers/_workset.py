@@ -11,16 +11,17 @@ __all__ = ["add_gain", "restrict"]
 
 
 def restrict(problem: L0Problem, columns: np.ndarray, k: int | None = None) -> L0Problem:
-    """The problem over ``columns`` only (a float64, Fortran-ordered copy of those columns).
+    """The problem over ``columns`` only (a Fortran-ordered copy of those columns).
 
     Gathering once per working set keeps column access contiguous for
     coordinate descent and swap scoring; ``A`` itself is never copied whole
-    unless ``columns`` is everything.
+    unless ``columns`` is everything. The copy keeps ``A``'s dtype (float32
+    gradients stay float32: half the memory; the kernels accumulate in float64).
     """
     columns = np.asarray(columns, dtype=np.int64)
     k = min(problem.k if k is None else k, columns.size)
     return L0Problem(
-        gather_columns(problem.A, columns),
+        gather_columns(problem.A, columns, dtype=problem.A.dtype),
         problem.y,
         k,
         l2=problem.l2,

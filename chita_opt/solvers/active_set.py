@@ -43,7 +43,7 @@ def _cd_polish(sub: L0Problem, w: np.ndarray, sweeps: int, tol: float) -> np.nda
     if support.size == 0:
         return w
     w = w.copy()
-    r = sub.y - sub.A @ w
+    r = sub.residual(w)  # not sub.A @ w: that would copy a float32 A_W to float64
     cd_support_sweeps(sub.A, support, w, r, sub.l2, np.asarray(sub.w_bar), np.asarray(sub.c),
                       np.asarray(sub.col_sq_norms), sweeps, tol)
     return w

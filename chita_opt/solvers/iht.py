@@ -177,8 +177,10 @@ def run_iht(
     w = hard_threshold(np.asarray(w, dtype=np.float64), k)
     S = top_k(np.abs(w), k)
     # A_S v from a contiguous copy of the support columns when the support is a
-    # small part of A (strided access would cost a full pass); see SupportColumns.
-    columns = SupportColumns(P.A, S) if 0 < k <= P.p // _GATHER_FRACTION else None
+    # small part of a C-ordered A (strided rows would cost a full pass; the
+    # columns of an F-ordered A, e.g. a working set, are contiguous already).
+    wants_copy = P.A.flags.c_contiguous and not P.A.flags.f_contiguous
+    columns = SupportColumns(P.A, S) if wants_copy and 0 < k <= P.p // _GATHER_FRACTION else None
 
     def support_product(v: np.ndarray) -> np.ndarray:
         return columns.matvec(v) if columns is not None else support_matvec(P.A, S, v[S])

@@ -43,6 +43,11 @@ _REFRESH_EVERY = 64
 _REL_REG = 1e-9
 _BATCH = 64
 _MAX_SCORED_SLOTS = 1024
+_E_BLOCK = 512  # columns per block when forming e = diag(A_S^T M^-1 A_S)
+_CANDIDATE_BLOCK = 1024  # candidate columns scored at a time
+# Iterative refinement of the Woodbury point: relative target and most steps.
+_WOODBURY_RTOL = 1e-10
+_WOODBURY_STEPS = 4
 
 
 @dataclass
@@ -78,8 +83,11 @@ class _SupportSystem:
         """Diagonal of ``Hi``."""
         raise NotImplementedError
 
-    def q_sigma(self, BJ: np.ndarray, col_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``Q = Hi A_S^T A_J`` (k x m) and Schur complements ``s_j`` for candidate columns."""
+    def q_sigma(
+        self, BJ: np.ndarray, col_sq: np.ndarray, slots: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``Q = Hi A_S^T A_J`` (k x m; only the rows ``slots`` if given) and the Schur
+        complements ``s_j`` of the candidate columns."""
         raise NotImplementedError
 
     def _replace(self, slot: int, a_j: np.ndarray, b_j: float, payload: Any) -> None:
@@ -165,10 +173,13 @@ class _DenseSystem(_SupportSystem):
     def diag(self) -> np.ndarray:
         return self.Hi.diagonal()
 
-    def q_sigma(self, BJ: np.ndarray, col_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def q_sigma(
+        self, BJ: np.ndarray, col_sq: np.ndarray, slots: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         V = self.BS.T @ BJ
         Q = self.Hi @ V
-        return Q, self.h_jj(col_sq) - np.einsum("ij,ij->j", V, Q)
+        sigma = self.h_jj(col_sq) - np.einsum("ij,ij->j", V, Q)
+        return (Q if slots is None else Q[slots]), sigma
 
     def best_entry(self, j: int, slots: np.ndarray | None = None) -> tuple[float, int, Any]:
         # Q is needed whole for the rank-one update, so every slot is scored
@@ -220,27 +231,40 @@ class _WoodburySystem(_SupportSystem):
             self.l2 = P.l2 + _REL_REG * max(diag_scale, 1e-300)
         M = self.BS @ self.BS.T
         M[np.diag_indices(n)] += self.l2
-        self.Minv = sla.cho_solve(sla.cho_factor(M, check_finite=False), np.eye(n),
-                                  check_finite=False)
-        self.e = np.einsum("ij,ij->j", self.BS, self.Minv @ self.BS)
+        self.Minv = _spd_inverse(M)
+        # e_s = a_s^T M^{-1} a_s by column blocks: Minv @ BS whole would be
+        # another n x k float64 array at the peak of the solve.
+        k = self.BS.shape[1]
+        self.e = np.empty(k)
+        for start in range(0, k, _E_BLOCK):
+            block = self.BS[:, start : start + _E_BLOCK]
+            self.e[start : start + _E_BLOCK] = np.einsum("ij,ij->j", block, self.Minv @ block)
 
     def h_jj(self, col_sq: np.ndarray) -> np.ndarray:
         return col_sq + self.l2
 
     def _update_point(self, refine: bool = False) -> None:
         # w_S = Hi b in Woodbury form. The form subtracts two large, nearly equal
-        # vectors and loses digits when A_S has badly scaled columns, so a step
-        # of iterative refinement follows on every reset (and on demand). The
-        # residual is recomputed from w_S so that the objective is exactly that
-        # of the point held.
+        # vectors and loses digits when A_S has badly scaled columns or l2 is
+        # small against A_S^T A_S, so iterative refinement follows every update
+        # until the gradient on the support (the normal-equation residual) is
+        # at rounding level: the swap scores assume g_S = 0, and with one step
+        # only after resets a gradient of 1e2 on the support (MLPNet-like, k > n,
+        # l2 = 0.1) made the search stop at once with 50 improving swaps left.
+        # The residual is recomputed from w_S so that the objective is exactly
+        # that of the point held.
         P, BS, Minv, l2 = self.problem, self.BS, self.Minv, self.l2
 
         def apply_hi(v: np.ndarray) -> np.ndarray:
             return (v - BS.T @ (Minv @ (BS @ v))) / l2
 
         wS = apply_hi(self.b)
-        if refine or self.since_refresh == 0:
-            wS += apply_hi(self.b - BS.T @ (BS @ wS) - l2 * wS)
+        target = _WOODBURY_RTOL * float(np.linalg.norm(self.b))
+        for _ in range(_WOODBURY_STEPS):
+            residual = self.b - BS.T @ (BS @ wS) - l2 * wS
+            if float(np.linalg.norm(residual)) <= target:
+                break
+            wS += apply_hi(residual)
         self.wS = wS
         self.r = P.y - BS @ wS
 
@@ -250,9 +274,12 @@ class _WoodburySystem(_SupportSystem):
     def diag(self) -> np.ndarray:
         return (1.0 - self.e) / self.l2
 
-    def q_sigma(self, BJ: np.ndarray, col_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def q_sigma(
+        self, BJ: np.ndarray, col_sq: np.ndarray, slots: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         U = self.Minv @ BJ
-        Q = self.BS.T @ U
+        # only the scored slots: the whole k x m table can outgrow A itself
+        Q = (self.BS if slots is None else self.BS[:, slots]).T @ U
         return Q, self.l2 * (1.0 + np.einsum("ij,ij->j", BJ, U))
 
     def best_entry(self, j: int, slots: np.ndarray | None = None) -> tuple[float, int, Any]:
@@ -285,6 +312,27 @@ class _WoodburySystem(_SupportSystem):
         T[slot, 0] = float(a_i @ u1)
         self.e += T[:, 0] ** 2 / g1 - T[:, 1] ** 2 / g2
         self.e[slot] = (g2 - 1.0) / g2
+
+
+def _spd_inverse(M: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix, overwriting ``M`` (no n x n temporaries).
+
+    Cholesky then ``potri`` in place; raises ``numpy.linalg.LinAlgError`` like
+    ``cho_factor`` when ``M`` is not positive definite.
+    """
+    from scipy.linalg import lapack
+
+    M = np.asfortranarray(M)
+    c, info = lapack.dpotrf(M, lower=1, overwrite_a=1, clean=0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"matrix not positive definite (potrf info {info})")
+    inv, info = lapack.dpotri(c, lower=1, overwrite_c=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"inverse failed (potri info {info})")
+    # potri fills the lower triangle only
+    upper = np.triu_indices_from(inv, 1)
+    inv[upper] = inv.T[upper]
+    return inv
 
 
 def _fill_support(problem: L0Problem, w: np.ndarray) -> np.ndarray:
@@ -344,15 +392,21 @@ def run_swaps(
         J = np.flatnonzero(outside)
         if max_candidates is not None and J.size > max_candidates:
             J = J[top_k(add_gain(P, g)[J], max_candidates)]
-        Q, sigma = system.q_sigma(gather_columns(P.A, J), col_sq[J])
         d = system.diag()
         slots = None
         if S.size > _MAX_SCORED_SLOTS:
             # the pair table would be |S| x |J|: score only the slots that are
             # cheapest to give up (smallest w_i^2 / (2 Hi_ii)) in this round
             slots = top_k(-(wS**2 / d), _MAX_SCORED_SLOTS)
-        delta = _swap_deltas(wS, d, g[J], Q, sigma, system.h_jj(col_sq[J]), slots=slots)
-        best = delta.min(axis=0)
+        w_sc, d_sc = (wS, d) if slots is None else (wS[slots], d[slots])
+        # candidates in blocks: the float64 columns and the pair table of all
+        # of them at once would cost several times n x m (more than A at k > n)
+        best = np.empty(J.size)
+        for start in range(0, J.size, _CANDIDATE_BLOCK):
+            Jb = J[start : start + _CANDIDATE_BLOCK]
+            Q, sigma = system.q_sigma(gather_columns(P.A, Jb), col_sq[Jb], slots)
+            delta = _swap_deltas(w_sc, d_sc, g[Jb], Q, sigma, system.h_jj(col_sq[Jb]))
+            best[start : start + Jb.size] = delta.min(axis=0)
         order = np.argsort(best, kind="stable")
         order = order[best[order] < threshold][:_BATCH]
         if order.size == 0:

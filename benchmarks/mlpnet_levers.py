@@ -13,7 +13,8 @@ Used to choose the defaults quoted in docs/benchmarks_mlpnet.md.
 
 ``--probe`` also prints, after every stage, the loss increase on the gradient
 digits that the stage's quadratic model predicted (objective minus the damping
-term, over n) next to the one measured, how far the surviving weights moved,
+term, over n; meaningful without the first-order term only) next to the one
+measured, how far the surviving weights moved,
 and the validation accuracy (a diagnostic; it wraps a private function of
 ``chita_opt.pruning.multistage``).
 """
@@ -54,10 +55,10 @@ def install_probe(model, data: bench.Data) -> None:
                 t.copy_(torch.from_numpy(w[offset:offset + t.numel()].reshape(t.shape)))
                 offset += t.numel()
 
-    def probed(ctx, t, level, k, w, alive):
+    def probed(ctx, t, level, k, w, alive, **kwargs):
         load(w)
         before = evaluate(probe, X, y).loss
-        w_new, alive_new, record = run_stage(ctx, t, level, k, w, alive)
+        w_new, alive_new, record = run_stage(ctx, t, level, k, w, alive, **kwargs)
         load(w_new)
         after = evaluate(probe, X, y).loss
         val = evaluate(probe, data.X[data.val], data.y[data.val]).accuracy

@@ -91,6 +91,8 @@ def test_block_diagonal_problems_are_solved_exactly_by_blocks():
     assert [np.count_nonzero(rep.weights[a:b]) for a, b in blocks] == budgets.tolist()
 
 
+# tiny synthetic nets move far from their weights: the warning is expected
+@pytest.mark.filterwarnings("ignore::chita_opt.pruning.ModelValidityWarning")
 def test_one_block_is_the_unblocked_solve():
     _G, w0, gfn, _ = block_diagonal_net([30, 30])
     one = multistage_prune(
@@ -158,6 +160,8 @@ def test_bad_blocks_are_rejected():
         multistage_prune(w0, gfn, sparsity=0.5, block_size=0, progress=False)
 
 
+# tiny synthetic nets move far from their weights: the warning is expected
+@pytest.mark.filterwarnings("ignore::chita_opt.pruning.ModelValidityWarning")
 def test_blocks_on_a_dask_cluster():
     distributed = pytest.importorskip("distributed")
     _G, w0, gfn, _ = block_diagonal_net([20, 30, 25], seed=5)

@@ -289,6 +289,8 @@ def test_solver_option_typos_are_rejected_before_any_gradient():
     assert net.calls == []
 
 
+# tiny synthetic nets move far from their weights: the warning is expected
+@pytest.mark.filterwarnings("ignore::chita_opt.pruning.ModelValidityWarning")
 def test_wide_intermediate_stages_skip_swaps_and_the_last_stage_does_not(monkeypatch):
     import chita_opt.solvers as solvers
 
@@ -313,3 +315,53 @@ def test_wide_intermediate_stages_skip_swaps_and_the_last_stage_does_not(monkeyp
     multistage_prune(net.w0, net.gradient_fn, sparsity=0.9, stages=4, schedule="linear",
                      method="chita", solver_options={"max_swaps": 7}, progress=False)
     assert [s[2] for s in seen] == [7, 7, 7, 7]
+
+
+def test_stages_record_how_far_they_moved_the_weights_and_warn_when_too_far():
+    import warnings
+
+    net = LeastSquaresNet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a normal run: no warning
+        rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.8, stages=3, progress=False)
+    w_prev = net.w0
+    seen = [*net.calls[1:], (rep.weights, None)]
+    for stage, (w_seen, _) in zip(rep.stages, seen, strict=True):
+        expected = np.linalg.norm(w_seen - w_prev) / np.linalg.norm(w_prev)
+        assert stage.weight_change == pytest.approx(expected, rel=1e-12)
+        w_prev = w_seen
+    assert "|dw|/|w|" in rep.to_table()
+    # Far from a stationary point the first-order term with no damping jumps to
+    # the least-squares fit, more than twice the norm of the starting weights away.
+    start = 0.05 * net.w0
+    from chita_opt.pruning import ModelValidityWarning
+
+    with pytest.warns(ModelValidityWarning,
+                      match=r"stage 1 moved the weights by .* Increase `damping`"):
+        far = multistage_prune(start, net.gradient_fn, sparsity=0.5, first_order=True,
+                               damping=0.0, progress=False)
+    assert far.stages[0].weight_change > 1.0
+
+
+def test_damping_selection_warns_only_about_the_chosen_candidate():
+    import warnings
+
+    from chita_opt.pruning import ModelValidityWarning
+
+    net = LeastSquaresNet()
+    start = 0.05 * net.w0  # far from stationary: damping 0 jumps far, 10 barely moves
+
+    def run(d):
+        return multistage_prune(start, net.gradient_fn, sparsity=0.5, first_order=True,
+                                damping=d, progress=False)
+
+    def evaluate_quiet(rep):  # prefers the quiet candidate
+        return float(rep.stages[0].weight_change)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelValidityWarning)
+        sel = select_damping(run, evaluate_quiet, grid=[0.0, 10.0])
+    assert sel.damping == 10.0
+    with pytest.warns(ModelValidityWarning, match="with the chosen damping 0, stage 1"):
+        sel = select_damping(run, lambda rep: -evaluate_quiet(rep), grid=[0.0, 10.0])
+    assert sel.damping == 0.0

@@ -42,6 +42,10 @@ class StageRecord:
         Number of blocks solved (1 without the block approximation).
     message : str
         Solver message or note.
+    weight_change : float or None
+        ``||w_after - w_before|| / ||w_before||`` over all weights: how far the
+        stage moved the network. The local quadratic model only holds near
+        ``w_before``; values above 1 trigger a warning (see the damping docs).
     """
 
     stage: int
@@ -56,6 +60,7 @@ class StageRecord:
     status: str = "converged"
     n_blocks: int = 1
     message: str = ""
+    weight_change: float | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,8 @@ class PruneReport:
         """Two plain-text tables: the stages, then the per-layer sparsity."""
         lines = []
         header = (
-            f"{'stage':>5} {'target':>7} {'kept':>9} {'objective':>12} {'grad s':>7} "
-            f"{'solve s':>8} {'status':>10}"
+            f"{'stage':>5} {'target':>7} {'kept':>9} {'objective':>12} {'|dw|/|w|':>9} "
+            f"{'grad s':>7} {'solve s':>8} {'status':>10}"
         )
         lines.append(header)
         lines.append("-" * len(header))
@@ -175,9 +180,10 @@ class PruneReport:
             obj = "-" if r.objective is None else f"{r.objective:.5g}"
             if r.objective_kind == "block-sum" and r.objective is not None:
                 obj += "*"
+            move = "-" if r.weight_change is None else f"{r.weight_change:.3g}"
             lines.append(
-                f"{r.stage:>5} {r.sparsity:>7.4f} {r.k:>9} {obj:>12} {r.gradient_time:>7.2f} "
-                f"{r.solve_time:>8.2f} {r.status:>10}"
+                f"{r.stage:>5} {r.sparsity:>7.4f} {r.k:>9} {obj:>12} {move:>9} "
+                f"{r.gradient_time:>7.2f} {r.solve_time:>8.2f} {r.status:>10}"
             )
         if any(r.objective_kind == "block-sum" for r in self.stages):
             lines.append("* sum of the blocks' objectives (block approximation)")

@@ -10,7 +10,7 @@ Importing this package never imports torch, jax or cvxpy.
 """
 
 from .problem import L0Problem, k_from_sparsity
-from .result import ConvergenceWarning, Solution
+from .result import ConvergenceWarning, Solution, Status
 from .solvers import available_methods, solve, solve_path
 
 __version__ = "0.1.0"
@@ -19,6 +19,7 @@ __all__ = [
     "ConvergenceWarning",
     "L0Problem",
     "Solution",
+    "Status",
     "__version__",
     "available_methods",
     "k_from_sparsity",

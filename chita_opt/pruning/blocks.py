@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import describe
+from ..result import Status
 
 __all__ = [
     "BlockResult",
@@ -34,24 +35,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Worst first: the status reported for a stage is the worst over its blocks.
-_STATUS_RANK = (
-    "error",
-    "unbounded",
-    "infeasible",
-    "time_limit",
-    "max_iter",
-    "converged",
-    "optimal",
-)
-
-
 def worst_status(statuses: Iterable[str]) -> str:
-    """The most severe of several solver statuses."""
-    ranked = [s for s in statuses]
-    if not ranked:
-        return "converged"
-    return min(ranked, key=lambda s: _STATUS_RANK.index(s) if s in _STATUS_RANK else 0)
+    """The most severe of several solver statuses (see :class:`chita_opt.Status`)."""
+    return Status.worst(statuses)
 
 
 def block_budgets(scores: np.ndarray, blocks: Sequence[tuple[int, int]], k: int) -> np.ndarray:

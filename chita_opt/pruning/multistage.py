@@ -31,6 +31,7 @@ import numpy as np
 
 from .._validation import check_nonnegative, check_positive_int, check_sparsity, describe
 from ..problem import L0Problem, k_from_sparsity
+from ..result import Status
 from .blocks import (
     BlockResult,
     _progress,
@@ -59,8 +60,6 @@ logger = logging.getLogger(__name__)
 #: is True, as an ``(n, columns.sum())`` float32/float64 array (the result may
 #: be a view of a buffer that the next call overwrites).
 GradientFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-_BAD_STATUSES = ("error", "unbounded", "infeasible")
 
 
 #: Default ridge added to the empirical Fisher, shared by every adapter. Chosen
@@ -588,7 +587,7 @@ def _call_gradient_fn(
 
 
 def _check_status(status: str, message: str, method: str, t: int, block: Any = None) -> None:
-    if status in _BAD_STATUSES:
+    if Status(status).is_failure:
         where = f"stage {t}" + (f", block {block}" if block is not None else "")
         hint = " (try a larger damping)" if status == "unbounded" else ""
         raise RuntimeError(

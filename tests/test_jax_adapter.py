@@ -89,9 +89,13 @@ def test_gradient_matrix_mini_batches_from_an_iterable():
     batches = [(x[:7], y[:7]), (x[7:19], y[7:19]), (x[19:], y[19:])]
     G, _, _ = gradient_matrix(ce_loss, params, iter(batches), n_samples=5, mini_batch=4)
     np.testing.assert_allclose(G, manual_rows(params, x[:20], y[:20], 4), rtol=1e-5, atol=1e-6)
-    # Data running out gives fewer rows (30 examples -> 7 rows of 4).
-    G, _, _ = gradient_matrix(ce_loss, params, batches, n_samples=100, mini_batch=4)
+    # With n_samples left at its default, the rows shrink to the data
+    # (30 examples -> 7 rows of 4); an explicit n_samples the data cannot
+    # supply is an error (the same policy as the PyTorch adapter).
+    G, _, _ = gradient_matrix(ce_loss, params, batches, mini_batch=4)
     assert G.shape[0] == 7
+    with pytest.raises(ValueError, match=r"n_samples \* mini_batch = 100 \* 4 = 400 samples"):
+        gradient_matrix(ce_loss, params, batches, n_samples=100, mini_batch=4)
 
 
 def test_gradient_matrix_with_pytree_inputs_and_device_arrays():
@@ -141,10 +145,11 @@ def test_same_mlp_in_jax_and_torch_gives_same_gradients_and_support(seed, sparsi
     np.testing.assert_array_equal(w_jax, w_torch)
 
     _, masks, report_jax = prune(
-        ce_loss, params, (x, y), sparsity=sparsity, n_samples=24, progress=False
+        ce_loss, params, (x, y), sparsity=sparsity, n_samples=24, damping=1e-3, progress=False
     )
     report_torch = torch_adapter.prune(
-        model, loss_torch, data_torch, sparsity=sparsity, n_samples=24, progress=False
+        model, loss_torch, data_torch, sparsity=sparsity, n_samples=24, damping=1e-3,
+        progress=False
     )
     np.testing.assert_array_equal(report_jax.mask, report_torch.mask)
     np.testing.assert_allclose(report_jax.weights, report_torch.weights, rtol=1e-3, atol=1e-5)
@@ -244,7 +249,7 @@ def test_layout_roundtrip_keeps_structure_dtypes_and_kinds():
         ({"n_samples": 0}, ValueError, "n_samples: expected a positive integer, got 0"),
         ({"n_samples": 2.5}, TypeError, "n_samples: expected a positive integer"),
         ({"mini_batch": -1}, ValueError, "mini_batch: expected a positive integer"),
-        ({"mini_batch": 11}, ValueError, "data: expected at least mini_batch=11 examples"),
+        ({"mini_batch": 11}, ValueError, r"data: expected at least n_samples \* mini_batch"),
         ({"select": ["nope"]}, ValueError, "select: pattern 'nope' matched no leaf"),
     ],
 )
@@ -282,7 +287,8 @@ def test_prune_keeps_exactly_k_and_leaves_the_input_untouched():
         return ce_loss(p, a, b) + 1e-3 * jnp.sum(p[1]["extra"] ** 2)
 
     new, masks, report = prune(
-        loss, params, (x, y), sparsity=0.75, method="backsolve", n_samples=40, progress=False
+        loss, params, (x, y), sparsity=0.75, method="backsolve", n_samples=40, damping=1e-3,
+        progress=False,
     )
     # Input unchanged, output shaped like it.
     for old, now in zip(before, jax.tree_util.tree_leaves(params), strict=True):
@@ -336,8 +342,8 @@ def test_prune_errors_name_the_argument():
         prune(ce_loss, params, (x, y), sparsity=0.5, method="nope", progress=False)
     with pytest.raises(ValueError, match="damping: expected a non-negative number or 'auto'"):
         prune(ce_loss, params, (x, y), sparsity=0.5, damping="big", progress=False)
-    with pytest.raises(TypeError, match="held_out: expected held-out data"):
-        prune(ce_loss, params, (x, y), sparsity=0.5, damping="auto", progress=False)
+    with pytest.raises(ValueError, match=r"held_out_fraction: expected a number in \(0, 1\)"):
+        prune(ce_loss, params, (x, y), sparsity=0.5, held_out_fraction=1.5, progress=False)
     with pytest.raises(ValueError, match="params: expected a pytree with array leaves"):
         prune(ce_loss, {}, (x, y), sparsity=0.5, progress=False)
     with pytest.raises(TypeError, match="masks: expected a boolean array of shape"):
@@ -361,6 +367,7 @@ def test_multistage_with_a_one_shot_iterator_and_masks_that_survive_an_update():
         stages=3,
         n_samples=30,
         mini_batch=2,
+        damping=1e-3,
         progress=False,
     )
     assert len(report.stages) == 3 and all(r.n_rows == 30 for r in report.stages)
@@ -400,6 +407,7 @@ def test_multistage_with_a_one_shot_iterator_and_masks_that_survive_an_update():
         method="backsolve",
         masks=masks,
         n_samples=30,
+        damping=1e-3,
         progress=False,
     )
     for m_old, m_new in zip(leaves(masks), leaves(masks2), strict=True):
@@ -464,6 +472,7 @@ def test_blocks_inside_leaves_with_a_gradient_memory_limit():
             max_gradient_columns=64,
             executor=pool,
             n_samples=40,
+            damping=1e-3,
             progress=False,
         )
     record = report.stages[0]
@@ -505,7 +514,8 @@ def test_flax_linen_params():
     layout = PytreeLayout.from_params(variables)
     assert layout.names == ("params/Dense_0/kernel", "params/Dense_1/kernel")
     new, masks, _ = prune(
-        loss, variables, (x, y), sparsity=0.5, method="backsolve", n_samples=40, progress=False
+        loss, variables, (x, y), sparsity=0.5, method="backsolve", n_samples=40, damping=1e-3,
+        progress=False,
     )
     assert jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(variables)
     kernels = [new["params"]["Dense_0"]["kernel"], new["params"]["Dense_1"]["kernel"]]

@@ -46,19 +46,14 @@ Blocks (:mod:`chita_opt.pruning.blocks`)
 """
 
 from .blocks import BlockResult, BlockTask, block_budgets, solve_block, solve_blocks
+from .config import PruneConfig
 from .layout import ParamLayout, uniform_blocks
-from .multistage import (
-    DEFAULT_DAMPING,
-    DEFAULT_DAMPING_GRID,
-    DampingSelection,
-    GradientFn,
-    ModelValidityWarning,
-    layer_sparsities,
-    multistage_prune,
-    select_damping,
-)
+from .multistage import DEFAULT_DAMPING, ModelValidityWarning, layer_sparsities, multistage_prune
+from .protocol import FrameworkAdapter
 from .report import GradualReport, LayerSparsity, PruneReport, StageRecord
 from .schedules import DEFAULT_BASE_LEVEL, SCHEDULES, sparsity_schedule, stage_ks
+from .selection import DEFAULT_DAMPING_GRID, DampingSelection, select_damping
+from .stages import GradientFn
 
 __all__ = [
     "DEFAULT_BASE_LEVEL",
@@ -68,11 +63,13 @@ __all__ = [
     "BlockResult",
     "BlockTask",
     "DampingSelection",
+    "FrameworkAdapter",
     "GradientFn",
     "GradualReport",
     "LayerSparsity",
     "ModelValidityWarning",
     "ParamLayout",
+    "PruneConfig",
     "PruneReport",
     "StageRecord",
     "block_budgets",

@@ -46,6 +46,17 @@ class StageRecord:
         ``||w_after - w_before|| / ||w_before||`` over all weights: how far the
         stage moved the network. The local quadratic model only holds near
         ``w_before``; values above 1 trigger a warning (see the damping docs).
+    damping : float or None
+        The damping the stage was solved with (``None`` without gradients).
+    damping_losses : dict or None
+        With ``damping="auto"``: the held-out loss of the pruned network for
+        every damping tried at this stage (the chosen one is the lowest).
+    held_out_loss : float or None
+        Held-out loss of the network after the stage, when held-out data was used.
+    first_order_used : bool or None
+        With the first-order term and held-out data: whether the stage kept the
+        solution with the term (``False``: the one without it had the lower
+        held-out loss).
     """
 
     stage: int
@@ -61,6 +72,10 @@ class StageRecord:
     n_blocks: int = 1
     message: str = ""
     weight_change: float | None = None
+    damping: float | None = None
+    damping_losses: dict[float, float] | None = None
+    held_out_loss: float | None = None
+    first_order_used: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +168,7 @@ class PruneReport:
             "solve_time": self.solve_time,
             "total_time": self.total_time,
             "options": dict(self.options),
-            "stages": [vars(s).copy() for s in self.stages],
+            "stages": [_stage_dict(s) for s in self.stages],
             "layers": [
                 {
                     "name": la.name,
@@ -171,7 +186,8 @@ class PruneReport:
         """Two plain-text tables: the stages, then the per-layer sparsity."""
         lines = []
         header = (
-            f"{'stage':>5} {'target':>7} {'kept':>9} {'objective':>12} {'|dw|/|w|':>9} "
+            f"{'stage':>5} {'target':>7} {'kept':>9} {'damping':>9} {'objective':>12} "
+            f"{'|dw|/|w|':>9} "
             f"{'grad s':>7} {'solve s':>8} {'status':>10}"
         )
         lines.append(header)
@@ -181,8 +197,9 @@ class PruneReport:
             if r.objective_kind == "block-sum" and r.objective is not None:
                 obj += "*"
             move = "-" if r.weight_change is None else f"{r.weight_change:.3g}"
+            damp = "-" if r.damping is None else f"{r.damping:.3g}"
             lines.append(
-                f"{r.stage:>5} {r.sparsity:>7.4f} {r.k:>9} {obj:>12} {move:>9} "
+                f"{r.stage:>5} {r.sparsity:>7.4f} {r.k:>9} {damp:>9} {obj:>12} {move:>9} "
                 f"{r.gradient_time:>7.2f} {r.solve_time:>8.2f} {r.status:>10}"
             )
         if any(r.objective_kind == "block-sum" for r in self.stages):
@@ -225,6 +242,13 @@ class PruneReport:
             f"stages={len(self.stages)}, objective={self.objective!r}, "
             f"total_time={self.total_time:.3g})"
         )
+
+
+def _stage_dict(record: StageRecord) -> dict[str, Any]:
+    out = vars(record).copy()
+    if out.get("damping_losses") is not None:  # JSON keys are strings
+        out["damping_losses"] = {f"{d:g}": v for d, v in out["damping_losses"].items()}
+    return out
 
 
 @dataclass

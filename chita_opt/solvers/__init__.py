@@ -12,6 +12,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,28 @@ def register(name: str) -> Callable[[SolverFn], SolverFn]:
 def available_methods() -> list[str]:
     """Names accepted by ``solve(..., method=...)``."""
     return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the pruning loop needs to know about a method (provisional)."""
+
+    name: str
+    needs_design: bool
+    warm_start: bool
+    options: frozenset[str]
+
+
+def method_info(name: str) -> MethodInfo:
+    """Capabilities of a method, read from its solver function."""
+    import inspect
+
+    fn = _lookup(name)
+    opts = frozenset(
+        p.name for p in inspect.signature(fn).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    return MethodInfo(name, name != "magnitude", "w0" in opts, opts)
 
 
 def _lookup(method: Any) -> SolverFn:

@@ -1,0 +1,132 @@
+"""``prune``, ``gradient_matrix`` and ``held_out_loss`` for JAX pytrees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..._validation import check_positive_int
+from ...pruning import PruneConfig, PruneReport
+from ...pruning.config import make_config
+from ...pruning.pipeline import gradient_matrix as _gradient_matrix
+from ...pruning.pipeline import run_pipeline
+from ._adapter import JaxAdapter, LossFn, check_callable, mean_loss
+from ._layout import PytreeLayout, Select
+
+
+def _adapter(loss_fn: Any, params: Any, select: Select, masks: Any, chunk_size: Any,
+             layout: PytreeLayout | None = None) -> JaxAdapter:
+    check_callable(loss_fn)
+    chunk = check_positive_int(chunk_size, "chunk_size", allow_none=True)
+    adapter = JaxAdapter(loss_fn, params, select=select, masks=masks, chunk_size=chunk)
+    if layout is not None:
+        adapter.layout = layout
+    return adapter
+
+
+def prune(
+    loss_fn: LossFn,
+    params: Any,
+    data: Any,
+    *,
+    config: PruneConfig | None = None,
+    held_out: Any = None,
+    select: Select = None,
+    masks: Any = None,
+    chunk_size: int | None = None,
+    **settings: Any,
+) -> tuple[Any, Any, PruneReport]:
+    """Prune a pytree of parameters with CHITA / CHITA++ (or magnitude pruning).
+
+    Parameters
+    ----------
+    loss_fn : callable
+        ``loss_fn(params, inputs, targets) -> scalar`` (the mean loss of a batch).
+    params : pytree
+        The trained parameters; never modified.
+    data : tuple of arrays or iterable of batches
+        From arrays, samples are drawn at random (seeded by ``random_state``);
+        iterables are read in their order, a fresh read per stage (a one-shot
+        iterator is read once and kept).
+    config : PruneConfig, optional
+        All pruning settings at once; keywords given as well override it.
+    held_out : tuple of arrays or iterable of batches, optional
+        Held-out data for the damping choice (default: a share of ``data``).
+    select : None, str, sequence of str or callable
+        Which leaves to prune (see the package docstring).
+    masks : pytree of bool, optional
+        Weights allowed to be non-zero at the start (e.g. from an earlier call).
+    chunk_size : int, optional
+        Gradient rows per jitted call (default: as many as fit in 64 MiB, at most 256).
+    **settings
+        The fields of :class:`~chita_opt.pruning.PruneConfig` (the same as
+        :func:`chita_opt.adapters.torch.prune`): ``sparsity`` (required unless
+        in ``config``), ``method``, ``stages``, ``schedule``, ``base_level``,
+        ``n_samples``, ``mini_batch``, ``random_state``, ``damping="auto"``,
+        ``damping_grid``, ``held_out_fraction``, ``first_order``,
+        ``first_order_scale``, ``block_size``, ``max_gradient_columns``,
+        ``executor``, ``solver_options``, ``progress``.
+
+    Returns
+    -------
+    new_params : pytree
+        Same structure, dtypes, shapes and devices as ``params``, pruned.
+    masks : pytree of bool
+        ``True`` where a weight may be non-zero (all ``True`` in leaves not selected).
+    report : PruneReport
+    """
+    adapter = _adapter(loss_fn, params, select, masks, chunk_size)
+    cfg = make_config(config, **settings)
+    report = run_pipeline(adapter, data, cfg, held_out=held_out,
+                          options={"leaves": list(adapter.layout.names)})
+    new_params, new_masks = adapter.write(report.weights, report.mask)
+    return new_params, new_masks, report
+
+
+def gradient_matrix(
+    loss_fn: LossFn,
+    params: Any,
+    data: Any,
+    *,
+    select: Select = None,
+    n_samples: int | None = None,
+    mini_batch: int = 1,
+    random_state: int | None = 0,
+    chunk_size: int | None = None,
+    layout: PytreeLayout | None = None,
+) -> tuple[np.ndarray, np.ndarray, PytreeLayout]:
+    """Per-example (or per-mini-batch) gradients of the selected leaves.
+
+    Samples are drawn as :func:`prune` draws them: at random from arrays
+    (seeded by ``random_state``), in order from iterables; ``n_samples``
+    rows (default: up to 1000; an explicit number the data cannot supply is
+    an error).
+
+    Returns
+    -------
+    G : ndarray, shape (n, p), float32
+    w : ndarray, shape (p,), float64
+        The selected weights, flattened in the same order as the columns of ``G``.
+    layout : PytreeLayout
+        ``layout.unflatten_params(w, params)`` writes a vector back into a copy of ``params``.
+    """
+    adapter = _adapter(loss_fn, params, select, None, chunk_size, layout)
+    cfg = PruneConfig(sparsity=0.0, n_samples=n_samples, mini_batch=mini_batch,
+                      random_state=random_state, progress=False)
+    G, w = _gradient_matrix(adapter, data, cfg)
+    return np.array(G), w, adapter.layout
+
+
+def held_out_loss(loss_fn: LossFn, params: Any, data: Any, *, batch_size: int = 1024) -> float:
+    """Mean of ``loss_fn`` over all examples of ``data`` (weighted by batch size).
+
+    ``data`` is a tuple of arrays or an iterable of batches, as for
+    :func:`gradient_matrix`; examples are evaluated in jitted batches of
+    ``batch_size``.
+    """
+    check_callable(loss_fn)
+    batch_size = int(check_positive_int(batch_size, "batch_size"))  # type: ignore[arg-type]
+    from ._adapter import _batches
+
+    return mean_loss(loss_fn, params, _batches(data), batch_size)

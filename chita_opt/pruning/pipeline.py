@@ -1,0 +1,164 @@
+"""The one pruning pipeline behind every adapter's ``prune``.
+
+``adapter -> pipeline -> problem -> solver -> Solution -> adapter``: the
+adapter (:class:`~chita_opt.pruning.FrameworkAdapter`) knows the framework;
+:func:`run_pipeline` does everything else -- draws the samples
+(:class:`~chita_opt.pruning.samples.SampleSource`), sets a held-out share
+aside when the damping is chosen automatically or the first-order term is
+guarded, streams gradient rows into one reused float32 buffer, and runs the
+stage loop (:func:`~chita_opt.pruning.multistage_prune`). It never writes
+into the model: the adapter does that with the returned report, so a failure
+anywhere here leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from .config import PruneConfig
+from .multistage import multistage_prune
+from .protocol import FrameworkAdapter
+from .report import PruneReport
+from .samples import SampleSource
+
+__all__ = ["gradient_matrix", "run_pipeline"]
+
+
+class _Replay:
+    """Re-iterable batches of held-out ``data`` (one-shot iterators are read once and kept)."""
+
+    def __init__(self, adapter: FrameworkAdapter, data: Any) -> None:
+        self.adapter = adapter
+        self.data = data
+        self.kept: list[Any] | None = None
+        if isinstance(data, Iterator):
+            self.kept = list(adapter.batches(data))
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.kept is not None:
+            return iter(self.kept)
+        return self.adapter.batches(self.data)
+
+
+class _GradientRows:
+    """``gradient_fn(w, columns)`` over the stage's samples, into one reused float32 buffer."""
+
+    def __init__(self, adapter: FrameworkAdapter, source: SampleSource) -> None:
+        self.adapter = adapter
+        self.source = source
+        self.samples: Any = None
+        self.stage = 0
+        self._buffer: np.ndarray | None = None
+
+    def start_stage(self, t: int) -> None:
+        self.stage = t
+        self.samples = self.source.gradient_samples(t)
+
+    def __call__(self, w: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        if self.samples is None:
+            self.start_stage(1)
+        n = self.source.n_rows
+        q = int(np.count_nonzero(columns))
+        if self._buffer is None or self._buffer.size < n * q:
+            self._buffer = None  # free the old one first
+            # Later stages need fewer columns and reuse the front part.
+            self._buffer = np.empty(n * max(q, 1), dtype=np.float32)
+        G = self._buffer[: n * q].reshape(n, q)
+        self.adapter.gradient_rows(w, columns, self.samples, self.source.m, G)
+        if not np.isfinite(G).all():
+            raise ValueError(
+                f"loss_fn: the gradients at stage {max(self.stage, 1)} contain NaN or Inf "
+                f"({int((~np.isfinite(G)).sum())} entries); check that loss_fn returns a "
+                "finite mean loss on the data"
+            )
+        return G
+
+
+def run_pipeline(
+    adapter: FrameworkAdapter,
+    data: Any,
+    config: PruneConfig,
+    *,
+    held_out: Any = None,
+    start_mask: np.ndarray | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> PruneReport:
+    """Prune the adapter's weights by ``config``; the model is not modified (see module docs).
+
+    Parameters
+    ----------
+    adapter : FrameworkAdapter
+    data : Any
+        Gradient data in a form the adapter accepts.
+    config : PruneConfig
+    held_out : Any, optional
+        Held-out data for the damping choice and the first-order guard;
+        default: a share of ``data`` (``config.held_out_fraction``).
+    start_mask : ndarray of bool, optional
+        Weights allowed to be non-zero at the start, combined with the
+        adapter's own start mask.
+    options : mapping, optional
+        Extra entries for ``report.options``.
+    """
+    w0, mask0 = adapter.flat_weights()
+    if start_mask is not None:
+        mask0 = mask0 & start_mask
+    evaluate = None
+    gradient_fn = None
+    recorded: dict[str, Any] = {"framework": adapter.framework}
+    if config.needs_gradients:
+        guarded = config.auto_damping or config.first_order
+        source = SampleSource(adapter, data, config, hold_out=guarded and held_out is None)
+        recorded.update(source.describe())
+        if guarded:
+            batches: Iterable[Any] = (
+                [source.held] if held_out is None else _Replay(adapter, held_out)
+            )
+            if held_out is not None:
+                recorded["held_out"] = "given"
+
+            def evaluate(w: np.ndarray) -> float:
+                return adapter.loss(w, batches)
+
+        gradient_fn = _GradientRows(adapter, source)
+    recorded.update(options or {})
+    return multistage_prune(
+        w0,
+        gradient_fn,
+        sparsity=config.sparsity,
+        stages=config.stages,
+        schedule=config.schedule,
+        base_level=config.base_level,
+        method=config.method,
+        damping=config.damping,
+        damping_grid=config.damping_grid,
+        evaluate=evaluate,
+        first_order=config.first_order,
+        first_order_scale=config.effective_first_order_scale,
+        mask=None if mask0.all() else mask0,
+        layout=adapter.layout,
+        block_size=config.block_size,
+        executor=config.executor,
+        max_columns=config.max_gradient_columns,
+        solver_options=config.solver_options,
+        progress=config.progress,
+        options=recorded,
+        on_stage=gradient_fn.start_stage if gradient_fn is not None else None,
+    )
+
+
+def gradient_matrix(
+    adapter: FrameworkAdapter, data: Any, config: PruneConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient rows at the current weights, drawn by the pipeline's sampling policy.
+
+    Returns ``(G, w)``: ``G`` (n, p) float32 and the flat weights (float64).
+    """
+    w, _ = adapter.flat_weights()
+    source = SampleSource(adapter, data, config, hold_out=False)
+    rows = _GradientRows(adapter, source)
+    G = rows(w, np.ones(w.size, dtype=bool))
+    return G, w

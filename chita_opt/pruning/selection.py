@@ -1,0 +1,104 @@
+"""Choosing one damping for a whole run by held-out loss (``select_damping``).
+
+The pipeline's ``damping="auto"`` chooses per stage inside the loop
+(:mod:`chita_opt.pruning.damping`); this module keeps the older, coarser tool:
+run the whole pruning once per candidate and keep the best run. It is what
+``chita_opt.adapters.torch.select_damping`` returns, and it lets a user
+compare candidates side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validation import check_nonnegative
+from .multistage import ModelValidityWarning, _as_sequence, _move_message, _moved_too_far
+from .report import PruneReport
+
+__all__ = ["DEFAULT_DAMPING_GRID", "DampingSelection", "select_damping"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DampingSelection:
+    """Outcome of :func:`select_damping`.
+
+    Attributes
+    ----------
+    damping : float
+        The damping with the lowest held-out loss.
+    losses : dict
+        Held-out loss for every damping tried.
+    report : PruneReport
+        The pruning run with the chosen damping.
+    """
+
+    damping: float
+    losses: dict[float, float]
+    report: PruneReport
+
+    def __str__(self) -> str:
+        rows = "\n".join(
+            f"  damping {d:<10.3g} held-out loss {loss:.6g}"
+            + ("  <- chosen" if d == self.damping else "")
+            for d, loss in self.losses.items()
+        )
+        return f"DampingSelection(damping={self.damping:g})\n{rows}"
+
+
+DEFAULT_DAMPING_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+
+def select_damping(
+    run: Callable[[float], PruneReport],
+    evaluate: Callable[[PruneReport], float],
+    grid: Sequence[float] = DEFAULT_DAMPING_GRID,
+) -> DampingSelection:
+    """Pick the damping whose pruned weights have the lowest held-out loss.
+
+    The quadratic model's objective is not a reliable guide (a very small
+    damping lets the model overfit its n gradient rows, see the docs): the
+    choice is made on the network's loss on data not used for the gradients.
+
+    Parameters
+    ----------
+    run : callable ``damping -> PruneReport``
+        Prunes (without touching the caller's model) with one damping.
+    evaluate : callable ``PruneReport -> float``
+        Held-out loss of the report's ``weights``.
+    grid : sequence of float
+        Dampings to try (non-negative).
+    """
+    values = [check_nonnegative(d, "grid") for d in _as_sequence(grid, "grid")]
+    if not values:
+        raise ValueError("grid: expected at least one damping, got an empty sequence")
+    losses: dict[float, float] = {}
+    best: tuple[float, float, PruneReport] | None = None
+    for d in values:
+        with warnings.catch_warnings():
+            # Candidates that move too far are what the held-out loss weeds out;
+            # only the chosen one is worth a warning (below).
+            warnings.simplefilter("ignore", ModelValidityWarning)
+            rep = run(d)
+        loss = float(evaluate(rep))
+        losses[d] = loss
+        logger.info("damping %g: held-out loss %.6g", d, loss)
+        if np.isfinite(loss) and (best is None or loss < best[1]):
+            best = (d, loss, rep)
+    if best is None:
+        raise RuntimeError(
+            f"select_damping: every damping gave a non-finite held-out loss: {losses}"
+        )
+    best[2].options["damping_losses"] = {f"{d:g}": v for d, v in losses.items()}
+    far = [r for r in best[2].stages if _moved_too_far(r, r.objective is not None)]
+    if far:
+        warnings.warn(_move_message(far[0], f"with the chosen damping {best[0]:g}, "),
+                      ModelValidityWarning, stacklevel=2)
+    return DampingSelection(best[0], losses, best[2])

@@ -187,7 +187,7 @@ def test_demo_cli_end_to_end(tmp_path, capsys):
     assert code == 0
     text = capsys.readouterr().out
     assert "dense test accuracy" in text
-    assert "magnitude acc% (s)" in text and "CHITA acc% (s)" in text
+    assert "magnitude acc% (s)" in text and "CHITA acc% (s) damping" in text
     table_rows = [line for line in text.splitlines() if line.strip().startswith(("0.5 |", "0.9 |"))]
     assert len(table_rows) == 2
     png = out / "accuracy_vs_sparsity.png"
@@ -197,6 +197,8 @@ def test_demo_cli_end_to_end(tmp_path, capsys):
     assert [(r["method"], float(r["sparsity"])) for r in rows] == [
         ("dense", 0.0), ("magnitude", 0.5), ("magnitude", 0.9), ("chita", 0.5), ("chita", 0.9),
     ]
+    # The damping each CHITA row chose from the data is in the table and the CSV.
+    assert all(float(r["damping"]) > 0 for r in rows if r["method"] == "chita")
     for r in rows[1:]:
         assert abs(float(r["achieved_sparsity"]) - float(r["sparsity"])) < 1e-4
         assert 0.0 <= float(r["test_accuracy"]) <= 1.0

@@ -30,13 +30,11 @@ LABELS = {"magnitude": "magnitude", "chita": "CHITA", "chita++": "CHITA++"}
 DEFAULT_OUTPUT = "chita_opt_demo_output"
 TEST_FRACTION = 0.2
 
-# Defaults measured on the paper's MLPNet by benchmarks/mlpnet_mnist.py (chosen on
-# held-out validation digits; see docs/benchmarks_mlpnet.md).
+# The demo runs prune() at its defaults: the damping is chosen per stage from
+# the data (a held-out share of the training digits), see docs/benchmarks_zoo.md.
 DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "stages": 15,
-    "damping_one_shot": 1e-3,
-    "damping_multi_stage": 1e-4,
     "first_order_multi_stage": False,
 }
 
@@ -134,9 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--damping",
         type=_nonnegative_float,
         default=None,
-        help="ridge added to the empirical Fisher, for CHITA and CHITA++ (default: "
-        f"{DEFAULTS['damping_one_shot']:g} one stage, {DEFAULTS['damping_multi_stage']:g} "
-        "CHITA++)",
+        help="ridge added to the empirical Fisher, for CHITA and CHITA++ (default: chosen "
+        "at every stage by the loss on a held-out share of the training digits)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training "
                         "and gradient samples (default: %(default)s)")
@@ -152,6 +149,7 @@ class _Row:
     loss: float
     time: float
     achieved: float
+    damping: str = ""  # the damping(s) used, as shown in the table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,17 +211,15 @@ def run(args: argparse.Namespace) -> int:
 class _Settings:
     stages: int
     n_samples: int
-    damping_one_shot: float
-    damping_multi_stage: float
+    damping: float | None
     first_order_multi_stage: bool
     seed: int
 
     def describe(self) -> dict[str, Any]:
         return {
             "n_samples": self.n_samples,
-            "CHITA damping": self.damping_one_shot,
+            "damping": "auto (held-out loss)" if self.damping is None else self.damping,
             "CHITA++ stages": self.stages,
-            "CHITA++ damping": self.damping_multi_stage,
             "CHITA++ first-order term": self.first_order_multi_stage,
             "schedule": "exp",
             "seed": self.seed,
@@ -234,12 +230,7 @@ def _settings(args: argparse.Namespace) -> _Settings:
     return _Settings(
         stages=args.stages if args.stages is not None else DEFAULTS["stages"],
         n_samples=args.n_samples,
-        damping_one_shot=(
-            args.damping if args.damping is not None else DEFAULTS["damping_one_shot"]
-        ),
-        damping_multi_stage=(
-            args.damping if args.damping is not None else DEFAULTS["damping_multi_stage"]
-        ),
+        damping=args.damping,
         first_order_multi_stage=DEFAULTS["first_order_multi_stage"],
         seed=args.seed,
     )
@@ -282,22 +273,33 @@ def _prune_all(
             if method == "magnitude":
                 kwargs["method"] = "magnitude"
             elif method == "chita":
-                kwargs.update(method="chita", damping=settings.damping_one_shot)
+                kwargs["method"] = "chita"
             else:
                 kwargs.update(method="chita", stages=settings.stages,
-                              damping=settings.damping_multi_stage,
                               first_order=settings.first_order_multi_stage)
+            if method != "magnitude" and settings.damping is not None:
+                kwargs["damping"] = settings.damping
             pruned = copy.deepcopy(model)
             t0 = time.perf_counter()
             report = prune(pruned, F.nll_loss, loader, sparsity=sparsity, **kwargs)
             elapsed = time.perf_counter() - t0
             ev = evaluate(pruned, split.X_test, split.y_test)
             rows.append(_Row(method, sparsity, ev.accuracy, ev.loss, elapsed,
-                             report.achieved_sparsity))
+                             report.achieved_sparsity, _dampings(report)))
             bar.update(1)
     finally:
         bar.close()
     return rows
+
+
+def _dampings(report: Any) -> str:
+    """The damping of a run: one value, or first..last over CHITA++ stages."""
+    values = [r.damping for r in report.stages if r.damping is not None]
+    if not values:
+        return "-"
+    if len(set(values)) == 1:
+        return f"{values[0]:.2g}"
+    return f"{values[0]:.2g}..{values[-1]:.2g}"
 
 
 def _bar(total: int, enabled: bool) -> Any:
@@ -326,18 +328,20 @@ def format_table(
     rows: Sequence[_Row], dense_accuracy: float, sparsities: Sequence[float],
     methods: Sequence[str],
 ) -> str:
-    """Test accuracy (%) and time (s) per sparsity (rows) and method (columns)."""
+    """Test accuracy (%), time (s) and damping per sparsity (rows) and method (columns)."""
     by_key = {(r.method, r.sparsity): r for r in rows}
-    width = 18
-    head = f"{'sparsity':>8} | " + " | ".join(f"{LABELS[m] + ' acc% (s)':>{width}}"
-                                            for m in methods)
+    width = 30
+    head = f"{'sparsity':>8} | " + " | ".join(
+        f"{LABELS[m] + (' acc% (s)' if m == 'magnitude' else ' acc% (s) damping'):>{width}}"
+        for m in methods)
     lines = [f"dense: {100 * dense_accuracy:.2f}% test accuracy", head, "-" * len(head)]
     for s in sparsities:
         cells = []
         for m in methods:
             r = by_key.get((m, s))
+            damping = "" if r is None or m == "magnitude" else f" {r.damping}"
             cells.append(f"{'-':>{width}}" if r is None
-                         else f"{f'{100 * r.accuracy:6.2f} ({r.time:5.2f})':>{width}}")
+                         else f"{f'{100 * r.accuracy:6.2f} ({r.time:5.2f}){damping}':>{width}}")
         lines.append(f"{s:>8g} | " + " | ".join(cells))
     return "\n".join(lines)
 
@@ -346,11 +350,11 @@ def _write_csv(path: Path, rows: Sequence[_Row], dense_accuracy: float) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["method", "sparsity", "achieved_sparsity", "test_accuracy",
-                         "test_loss", "time_s"])
-        writer.writerow(["dense", 0.0, 0.0, f"{dense_accuracy:.6f}", "", ""])
+                         "test_loss", "time_s", "damping"])
+        writer.writerow(["dense", 0.0, 0.0, f"{dense_accuracy:.6f}", "", "", ""])
         for r in rows:
             writer.writerow([r.method, r.sparsity, f"{r.achieved:.6f}", f"{r.accuracy:.6f}",
-                             f"{r.loss:.6f}", f"{r.time:.3f}"])
+                             f"{r.loss:.6f}", f"{r.time:.3f}", r.damping])
 
 
 def _plot(path: Path, rows: Sequence[_Row], dense_accuracy: float,

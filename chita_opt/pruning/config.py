@@ -68,7 +68,12 @@ class PruneConfig:
     Attributes
     ----------
     sparsity : float
-        Fraction of the selected weights set to exactly zero, in ``[0, 1)``.
+        Fraction of the selected weights set to exactly zero, in ``[0, 1)``
+        (implied by ``pattern`` when that is given).
+    pattern : str or None
+        ``"N:M"`` (e.g. ``"2:4"``): at most N non-zeros in every group of M
+        consecutive weights along each tensor's input dimension
+        (:mod:`chita_opt.pruning.patterns`); the last stage is exactly N:M.
     method : str
         Solver of every stage (:func:`chita_opt.available_methods`);
         ``"magnitude"`` computes no gradients.
@@ -107,7 +112,8 @@ class PruneConfig:
         Progress bars over stages, blocks and gradient rows.
     """
 
-    sparsity: float
+    sparsity: float | None = None
+    pattern: str | None = None
     method: str = "chita"
     stages: int = 1
     schedule: str | tuple[float, ...] = "exp"
@@ -128,6 +134,20 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the validated values in place
+        if self.pattern is not None:
+            from .patterns import parse_pattern
+
+            n, m = parse_pattern(self.pattern)
+            implied = 1.0 - n / m
+            if self.sparsity is None:
+                set_(self, "sparsity", implied)
+            elif abs(check_sparsity(self.sparsity, "sparsity") - implied) > 1e-12:
+                raise ValueError(
+                    f"sparsity: expected nothing (or {implied:g}) with pattern "
+                    f"{self.pattern!r}, got {self.sparsity!r}"
+                )
+        if self.sparsity is None:
+            raise TypeError("sparsity: expected a number in [0, 1), got nothing")
         set_(self, "sparsity", check_sparsity(self.sparsity, "sparsity"))
         if not isinstance(self.method, str):
             raise TypeError(f"method: expected a method name, got {describe(self.method)}")
@@ -172,6 +192,11 @@ class PruneConfig:
         set_(self, "block_size", check_positive_int(self.block_size, "block_size", allow_none=True))
         set_(self, "max_gradient_columns", check_positive_int(
             self.max_gradient_columns, "max_gradient_columns", allow_none=True))
+        if self.pattern is not None and self.block_size is not None:
+            raise ValueError(
+                "block_size: the block approximation does not support pattern= yet; "
+                "leave block_size unset with an N:M pattern"
+            )
         if self.max_gradient_columns is not None and self.block_size is None:
             raise ValueError(
                 "max_gradient_columns: only meaningful with blocks; set block_size as well"
@@ -210,6 +235,15 @@ class PruneConfig:
         return _needs_gradients(self.method)
 
     @property
+    def nm(self) -> tuple[int, int] | None:
+        """``(N, M)`` of the pattern, or None."""
+        if self.pattern is None:
+            return None
+        from .patterns import parse_pattern
+
+        return parse_pattern(self.pattern)
+
+    @property
     def auto_damping(self) -> bool:
         return self.damping == "auto"
 
@@ -246,9 +280,9 @@ def make_config(config: PruneConfig | None, **keywords: Any) -> PruneConfig:
     if unknown:
         raise TypeError(f"{unknown[0]}: not a pruning setting; expected one of {sorted(_NAMES)}")
     if config is None:
-        if "sparsity" not in keywords:
-            raise TypeError("sparsity: expected a number in [0, 1), got nothing")
         return PruneConfig(**keywords)
     if not isinstance(config, PruneConfig):
         raise TypeError(f"config: expected a PruneConfig, got {describe(config)}")
+    if "pattern" in keywords and "sparsity" not in keywords:
+        keywords["sparsity"] = None  # implied by the new pattern
     return replace(config, **keywords) if keywords else config

@@ -81,6 +81,8 @@ def multistage_prune(
     progress: bool = True,
     options: Mapping[str, Any] | None = None,
     on_stage: Callable[[int], None] | None = None,
+    groups: Any = None,
+    group_cap: int | None = None,
 ) -> PruneReport:
     """Prune a flat weight vector in one or several stages.
 
@@ -150,6 +152,11 @@ def multistage_prune(
     on_stage : callable ``t -> None``, optional
         Called when stage ``t`` (1-based) starts, before its gradients (the
         pipeline draws the stage's samples there).
+    groups, group_cap : array of int (p,) and int, optional
+        Group caps (N:M patterns, :mod:`chita_opt.pruning.patterns`): the last
+        stage keeps at most ``group_cap`` weights per group; earlier stages
+        are unstructured but keep at least ``group_cap`` weights of every
+        group alive, so the last stage can fill every group.
 
     Returns
     -------
@@ -203,6 +210,9 @@ def multistage_prune(
         if block_list is None:
             raise ValueError("max_columns: only meaningful with blocks; set block_size or blocks")
     needs_gradients = info.needs_design
+    groups, group_cap = _check_groups(groups, group_cap, p)
+    if groups is not None and block_list is not None:
+        raise ValueError("block_size/blocks: the block approximation does not support group caps")
     if needs_gradients and not callable(gradient_fn):
         raise TypeError(
             f"gradient_fn: expected a callable (w, columns) -> G, got {describe(gradient_fn)}"
@@ -253,6 +263,8 @@ def multistage_prune(
         evaluate=evaluate if needs_gradients else None,
         search=DampingSearch(absolute=grid) if auto else None,
         wide_skip_swaps="max_swaps" in info.options,
+        groups=groups,
+        group_cap=group_cap,
     )
     warned = False
     desc = f"{method} " + ("stages" if stages > 1 else "one-shot")
@@ -429,6 +441,19 @@ def _resolve_blocks(
     if pos != p:
         raise ValueError(f"blocks: expected blocks covering [0, {p}), got coverage up to {pos}")
     return out
+
+
+def _check_groups(groups: Any, cap: Any, p: int) -> tuple[np.ndarray | None, int | None]:
+    if groups is None:
+        if cap is not None:
+            raise TypeError("group_cap: expected nothing without groups, got a value")
+        return None, None
+    arr = np.asarray(groups)
+    if arr.shape != (p,) or not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
+        raise ValueError(
+            f"groups: expected {p} non-negative integer group ids, got {describe(groups)}"
+        )
+    return arr.astype(np.int64), int(check_positive_int(cap, "group_cap"))  # type: ignore[arg-type]
 
 
 def _check_ranking(ranking: Any, p: int) -> np.ndarray | None:

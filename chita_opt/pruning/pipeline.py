@@ -125,6 +125,13 @@ def run_pipeline(
 
         gradient_fn = _GradientRows(adapter, source)
     recorded.update(options or {})
+    groups = cap = None
+    if config.nm is not None:
+        from .patterns import input_groups
+
+        cap, m = config.nm
+        groups = input_groups(adapter.layout, m, adapter.output_axis)
+        recorded["pattern"] = config.pattern
     return multistage_prune(
         w0,
         gradient_fn,
@@ -147,6 +154,8 @@ def run_pipeline(
         progress=config.progress,
         options=recorded,
         on_stage=gradient_fn.start_stage if gradient_fn is not None else None,
+        groups=groups,
+        group_cap=cap,
     )
 
 

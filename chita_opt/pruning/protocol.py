@@ -31,6 +31,9 @@ class FrameworkAdapter(Protocol):
     framework: str
     #: Names and shapes of the selected tensors, in flat-vector order.
     layout: ParamLayout
+    #: Axis of a weight tensor that indexes outputs: 0 for ``(out, in, ...)``
+    #: (PyTorch), -1 for ``(..., in, out)`` (Flax); N:M groups run along the others.
+    output_axis: int
 
     def flat_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """The selected weights as one float64 vector and the start mask (bool, True = alive)."""

@@ -109,11 +109,11 @@ class SampleSource:
         if self.explicit or rows < 1:
             held = f" plus {h} held out to choose the damping" if h else ""
             hint = _ONE_SHOT_HINT if self._one_shot else ""
+            alternatives = ", pass held_out= data or a fixed damping" if h else ""
             raise ValueError(
                 f"data: expected at least n_samples * mini_batch = {self.n_rows} * {self.m} = "
                 f"{self.n_rows * self.m} samples for the gradients{held}, got {total} samples; "
-                f"lower n_samples or mini_batch{', pass held_out= data or a fixed damping' if h else ''}"
-                f", or pass more data{hint}"
+                f"lower n_samples or mini_batch{alternatives}, or pass more data{hint}"
             )
         logger.info(
             "data: %d samples, %d held out: using %d gradient rows instead of %d",

@@ -22,6 +22,7 @@ from ..problem import L0Problem
 from ..result import Status
 from .blocks import BlockResult, _progress, block_budgets, iter_block_tasks, solve_blocks
 from .damping import DampingSearch, fisher_scale
+from .patterns import fill_groups, top_per_group
 from .report import StageRecord
 
 __all__ = ["GradientFn", "StageContext", "run_stage"]
@@ -54,6 +55,8 @@ class StageContext:
     progress: bool
     evaluate: Evaluate | None = None
     search: DampingSearch | None = None
+    groups: np.ndarray | None = None  # group id per weight (N:M patterns)
+    group_cap: int | None = None
     wide_skip_swaps: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +78,7 @@ def run_stage(
     """Prune ``w`` (alive coordinates ``alive``) to ``k`` weights: ``(w, alive, record)``."""
     idx = np.flatnonzero(alive)
     if not ctx.needs_gradients:
-        return _magnitude_stage(t, level, k, w, idx)
+        return _magnitude_stage(ctx, t, level, k, w, idx, final)
     t0 = time.perf_counter()
     if ctx.blocks is not None:
         solve_at = _block_solver(ctx, t, level, k, w, alive, idx)
@@ -181,12 +184,14 @@ def _full_solver(
             first_order_scale=ctx.first_order_scale,
         )
         options = _stage_options(ctx, problem, final) if method == ctx.method else {}
+        if ctx.groups is not None and final:
+            options.update(groups=ctx.groups[idx], group_k=ctx.group_cap)
         sol = solve(problem, method=method, **options)
         t2 = time.perf_counter()
         check_status(sol.status, sol.message, method, t)
         w_new = np.zeros_like(w)
         w_new[idx] = sol.w
-        keep = mask_of_k(sol.w, w[idx], k)
+        keep = _keep(ctx, sol.w, w[idx], k, idx, final)
         alive_new = np.zeros_like(alive)
         alive_new[idx[keep]] = True
         record = StageRecord(
@@ -308,16 +313,25 @@ def group_blocks(blocks: list[tuple[int, int]], max_columns: int | None) -> list
 
 # --------------------------------------------------------------- magnitude
 def _magnitude_stage(
-    t: int, level: float, k: int, w: np.ndarray, idx: np.ndarray
+    ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, idx: np.ndarray,
+    final: bool,
 ) -> tuple[np.ndarray, np.ndarray, StageRecord]:
     from ..solvers._common import top_k
 
     t0 = time.perf_counter()
-    keep = idx[top_k(np.abs(w[idx]), k)]
+    scores = np.abs(w[idx])
+    if ctx.groups is not None and final:
+        kept = top_per_group(scores, ctx.groups[idx], int(ctx.group_cap or 0), k)
+    else:
+        kept = top_k(scores, k)
     w_new = np.zeros_like(w)
-    w_new[keep] = w[keep]
+    w_new[idx[kept]] = w[idx[kept]]
+    chosen = np.zeros(idx.size, dtype=bool)
+    chosen[kept] = True
+    if ctx.groups is not None and not final:
+        chosen = fill_groups(chosen, scores, ctx.groups[idx], int(ctx.group_cap or 0))
     alive_new = np.zeros(w.size, dtype=bool)
-    alive_new[keep] = True
+    alive_new[idx[chosen]] = True
     record = StageRecord(
         t, level, k, idx.size, objective=None, objective_kind="none",
         solve_time=time.perf_counter() - t0, message=f"kept the {k} largest |w|",
@@ -326,6 +340,24 @@ def _magnitude_stage(
 
 
 # ----------------------------------------------------------------- helpers
+def _keep(
+    ctx: StageContext, w_sol: np.ndarray, w_prev: np.ndarray, k: int, idx: np.ndarray,
+    final: bool,
+) -> np.ndarray:
+    """The alive mask after a stage (on the alive coordinates ``idx``)."""
+    if ctx.groups is None:
+        return mask_of_k(w_sol, w_prev, k)
+    groups, cap = ctx.groups[idx], int(ctx.group_cap or 0)
+    if final:  # exactly the caps: the solution's support, padded inside the caps
+        scores = np.where(w_sol != 0, np.inf, np.abs(w_prev))
+        keep = np.zeros(idx.size, dtype=bool)
+        keep[top_per_group(scores, groups, cap, k)] = True
+        return keep
+    # Earlier stages are unstructured, but every group keeps cap weights alive
+    # so that the last stage can fill it.
+    return fill_groups(mask_of_k(w_sol, w_prev, k), np.abs(w_prev), groups, cap)
+
+
 def mask_of_k(w_sol: np.ndarray, w_prev: np.ndarray, k: int) -> np.ndarray:
     """Exactly ``k`` kept coordinates: the solution's support, padded if it is smaller.
 

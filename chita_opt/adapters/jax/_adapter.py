@@ -158,6 +158,7 @@ class JaxAdapter:
     """:class:`~chita_opt.pruning.FrameworkAdapter` for a pytree and a loss function."""
 
     framework = "jax"
+    output_axis = -1
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ def prune(
     select: Select = None,
     masks: Any = None,
     chunk_size: int | None = None,
+    output_axis: int = -1,
     **settings: Any,
 ) -> tuple[Any, Any, PruneReport]:
     """Prune a pytree of parameters with CHITA / CHITA++ (or magnitude pruning).
@@ -59,6 +60,10 @@ def prune(
         Weights allowed to be non-zero at the start (e.g. from an earlier call).
     chunk_size : int, optional
         Gradient rows per jitted call (default: as many as fit in 64 MiB, at most 256).
+    output_axis : {-1, 0}
+        Which axis of a weight leaf indexes outputs, for ``pattern="N:M"``
+        (groups run along the others): -1 for Flax / Haiku kernels ``(in, out)``,
+        0 for ``(out, in)`` matrices used as ``x @ w.T``.
     **settings
         The fields of :class:`~chita_opt.pruning.PruneConfig` (the same as
         :func:`chita_opt.adapters.torch.prune`): ``sparsity`` (required unless
@@ -77,6 +82,9 @@ def prune(
     report : PruneReport
     """
     adapter = _adapter(loss_fn, params, select, masks, chunk_size)
+    if output_axis not in (0, -1) or isinstance(output_axis, bool):
+        raise ValueError(f"output_axis: expected -1 or 0, got {output_axis!r}")
+    adapter.output_axis = output_axis
     cfg = make_config(config, **settings)
     report = run_pipeline(adapter, data, cfg, held_out=held_out,
                           options={"leaves": list(adapter.layout.names)})

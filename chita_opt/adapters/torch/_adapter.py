@@ -75,6 +75,7 @@ class TorchAdapter:
     """:class:`~chita_opt.pruning.FrameworkAdapter` for a PyTorch model (see module docs)."""
 
     framework = "torch"
+    output_axis = 0
 
     def __init__(
         self,

@@ -157,7 +157,10 @@ def rescale(problem: L0Problem) -> Scaling | None:
         w_bar2 = problem.w_bar * (d / rho) if l2 else None
         c2 = problem.c / (d * rho) if problem.has_c else None
     parts = [t, A2, y2, [l2_2]] + [v for v in (w_bar2, c2) if v is not None]
-    if not all(np.all(np.isfinite(np.asarray(v))) for v in parts) or (l2 > 0 and l2_2 == 0.0):
+    with np.errstate(over="ignore", under="ignore"):
+        f_scale_ok = 0.0 < rho * rho < math.inf  # else f itself is not a float64
+    finite = all(np.all(np.isfinite(np.asarray(v))) for v in parts)
+    if not finite or not f_scale_ok or (l2 > 0 and l2_2 == 0.0):
         raise ValueError(
             f"A, y: expected data whose scales float64 can hold after rescaling, got {reason} "
             f"(l2 = {l2:g}); rescale the columns of A (and y) yourself"

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(msg) from None
     summary = _summary(sol, problem)
     for key, value in summary.items():
-        print(f"{key + ':':11s} {_fmt(value)}")
+        print(f"{key + ':':13s} {_fmt(value)}")
     if args.output is not None:
         _write(args.output, sol, summary)
         print(f"wrote {args.output}")

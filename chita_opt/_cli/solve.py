@@ -166,6 +166,7 @@ def load_arrays(args: argparse.Namespace) -> dict[str, np.ndarray]:
 # ------------------------------------------------------------------------ run
 def run(args: argparse.Namespace) -> int:
     from ..problem import L0Problem, k_from_sparsity
+    from ..reference import EXACT_METHODS
     from ..result import Status
     from ..solvers import solve
 
@@ -192,7 +193,11 @@ def run(args: argparse.Namespace) -> int:
                 f"argument --time-limit: method {args.method!r} does not take a time limit"
             ) from None
         raise
-    except (ValueError, ImportError) as exc:  # brute force refusing, cvxpy missing
+    except (ValueError, ImportError) as exc:
+        # Only the exact references refuse problems (brute force's size limit,
+        # unscalable data) or need extras (cvxpy); from a heuristic it is a bug.
+        if args.method not in EXACT_METHODS:
+            raise
         msg = f"argument --method: {args.method!r} cannot solve this problem: {exc}"
         raise UsageError(msg) from None
     summary = _summary(sol, problem)

@@ -153,8 +153,9 @@ def import_backend(backend: Backend) -> Any:
 
 def _no_point(status: Status, native: str, message: str, model: MipModel, **kw: Any) -> Outcome:
     return Outcome(
-        status, None, np.empty(0, np.int64), kw.pop("lower", None), native, kw.pop("nodes", 0),
-        message, model.shift, model.perspective, model.scale,
+        status=status, w=None, support=np.empty(0, np.int64), lower_bound=kw.pop("lower", None),
+        solver_status=native, nodes=kw.pop("nodes", 0), message=message, shift=model.shift,
+        perspective=model.perspective, scale=model.scale,
     )
 
 

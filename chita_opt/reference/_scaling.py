@@ -77,7 +77,12 @@ class Scaling:
             )
             w = np.zeros(original.p)
         info = dict(sol.info)
-        info["rescaled"] = self.reason  # info values such as big_m refer to v = w / t
+        info["rescaled"] = self.reason  # big_m, eta, shift refer to v = w / t and g
+        for key in ("tolerance_slack", "box_lower_bound"):  # objective values: to f's units
+            if key in info:
+                info[key] = float(info[key]) * self.rho**2
+        if status is Status.ERROR and "certified" in info:
+            info["certified"] = False
         with np.errstate(over="ignore", invalid="ignore"):
             out = make_solution(
                 original, w, method=sol.method, status=status, message=message,

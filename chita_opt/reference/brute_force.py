@@ -103,10 +103,15 @@ def brute_force(
         "unbounded" when f is unbounded below (``l2 = 0`` and ``c`` has a
         component outside the row space of some ``A_S``).
 
+        Ill-scaled data (column norms far from 1 or spread apart) is solved
+        in unit scale and mapped back: ``w``, objective and bound are in the
+        caller's units and the message says so.
+
     Raises
     ------
     ValueError
-        When ``C(p, k)`` is too large, suggesting :func:`solve_mip`.
+        When ``C(p, k)`` is too large, suggesting :func:`solve_mip`, or when
+        the data's scales do not fit in float64 even after rescaling.
     """
     return _solve(A, y, k, l2=l2, w_bar=w_bar, c=c, method="brute_force", max_supports=max_supports)
 

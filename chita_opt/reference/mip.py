@@ -94,7 +94,8 @@ def solve_mip(
     time_limit : float, optional
         Wall-clock seconds for the MIP solver (all re-solves together). When it
         runs out the best solution found is returned with status "time_limit"
-        and the solver's bound; never an exception.
+        and the solver's bound, with a ``ConvergenceWarning``; never an
+        exception. The clock starts after cvxpy and the solver are imported.
     solver : {"SCIP", "ECOS_BB"}
         MIP solver, always passed to CVXPY explicitly. "SCIP" (through
         ``pyscipopt``) reports a dual bound; "ECOS_BB" (needs ``ecos``) does not,
@@ -118,10 +119,15 @@ def solve_mip(
         ``tolerance_slack`` (how far SCIP's bound may sit below the optimum
         through its feasibility tolerance; a gap within it still certifies).
 
+        Ill-scaled data is solved in unit scale and mapped back
+        (``info["rescaled"]``; see ``docs/exact_solving.md``).
+
     Raises
     ------
     ImportError
         When cvxpy or the chosen solver is not installed.
+    ValueError
+        When the data's scales do not fit in float64 even after rescaling.
     """
     return _solve(
         A,

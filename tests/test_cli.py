@@ -286,3 +286,37 @@ def test_demo_corrupt_checkpoint_is_a_file_error(tmp_path, capsys):
     code, _, err = run_cli(["demo", "--checkpoint", tmp_path / "bad.pt", "--output",
                             tmp_path / "o", "--no-progress"], capsys)
     assert_file_error(code, err, "demo", "--checkpoint", "bad.pt")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), a_fmt=st.sampled_from(["npy", "npz", "csv"]),
+       y_fmt=st.sampled_from(["npy", "npz", "csv", "csv-row"]), with_c=st.booleans())
+def test_solve_reads_every_format_exactly(tmp_path_factory, seed, a_fmt, y_fmt, with_c, capsys):
+    """Whatever the file formats, the CLI solves the very problem the arrays make."""
+    tmp = tmp_path_factory.mktemp("fmt")
+    rng = np.random.default_rng(seed)
+    n, p = int(rng.integers(2, 12)), int(rng.integers(2, 7))
+    A, y = rng.standard_normal((n, p)), rng.standard_normal(n)
+    c = rng.standard_normal(p) if with_c else None
+
+    def save(name, arr, fmt):
+        path = tmp / f"{name}.{fmt.split('-')[0]}"
+        if fmt == "npy":
+            np.save(path, arr)
+        elif fmt == "npz":
+            np.savez(path, **{name: arr})
+        else:  # repr-exact text: '%.17g' round-trips float64
+            rows = arr[None, :] if fmt == "csv-row" else arr
+            np.savetxt(path, rows, delimiter=",", fmt="%.17g")
+        return path
+
+    argv = ["solve", "--A", save("A", A, a_fmt), "--y", save("y", y, y_fmt), "--k", "1",
+            "--l2", "0.5", "--method", "brute_force", "--output", tmp / "w.json"]
+    if c is not None:
+        argv += ["--c", save("c", c, "csv")]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    doc = json.loads((tmp / "w.json").read_text())
+    expected = chita_opt.solve(A, y, 1, l2=0.5, c=c, method="brute_force")
+    assert doc["objective"] == expected.objective and doc["w"] == expected.w.tolist()

@@ -16,6 +16,9 @@ import chita_opt
 from chita_opt import L0Problem
 from chita_opt.datasets import make_regression
 from chita_opt.reference import brute_force, solve_mip
+from chita_opt.result import ConvergenceWarning
+
+from . import oracle
 
 pytest.importorskip("cvxpy")
 pytest.importorskip("pyscipopt")
@@ -240,7 +243,7 @@ def test_derived_big_m_covers_the_optimum(problem):
 
 
 def test_mip_heuristic_big_m_is_not_certified(monkeypatch):
-    import chita_opt.reference.mip as mip
+    import chita_opt.reference._big_m as mip
 
     monkeypatch.setattr(mip, "_ENUMERATE_LIMIT", 0)
     rng = np.random.default_rng(4)
@@ -265,7 +268,8 @@ def test_mip_detects_unboundedness():
 
 def test_mip_time_limit_returns_best_and_bound():
     data = make_regression(60, 40, 10, snr=1.0, random_state=5)
-    sol = solve_mip(data.A, data.y, 10, time_limit=0.3)
+    with pytest.warns(ConvergenceWarning, match="time limit"):
+        sol = solve_mip(data.A, data.y, 10, time_limit=0.3)
     assert sol.status == "time_limit"
     assert sol.k <= 10 and np.isfinite(sol.objective)
     # never worse than the backsolve heuristic it starts from
@@ -276,7 +280,7 @@ def test_mip_time_limit_returns_best_and_bound():
 
 
 def test_mip_warm_start_and_ridge_perspective(monkeypatch):
-    import chita_opt.reference.mip as mip
+    import chita_opt.reference._big_m as mip
 
     # exercise the bound that the ridge alone gives (no support enumeration)
     monkeypatch.setattr(mip, "_ENUMERATE_LIMIT", 0)
@@ -345,3 +349,122 @@ def test_importing_reference_does_not_import_cvxpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+# ------------------------------------------------------- ill-scaled data
+# The references' rank and unboundedness decisions use thresholds relative to
+# O(1) quantities; these tests feed them data at the edges of float64 and
+# check against the unscaled problem's independently computed optimum.
+def _brief_example():
+    rng = np.random.default_rng(1)
+    B = rng.standard_normal((30, 10))
+    z = B[:, :3] @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(30)
+    return rng, B, z
+
+
+@pytest.mark.parametrize("solver", ["brute_force", "mip"])
+def test_references_solve_columns_scaled_by_1e_minus_200(solver):
+    _, B, z = _brief_example()
+    f_star, w_star = oracle.brute_force(oracle.Instance(B, z, 3, 0.0, None, None))
+    fn = brute_force if solver == "brute_force" else solve_mip
+    sol = fn(B * 1e-200, z, 3)
+    assert sol.status == "optimal", sol.message
+    assert abs(sol.objective - f_star) <= 1e-6 * f_star  # 0.0846, not f(0) = 58.2
+    np.testing.assert_array_equal(sol.support, np.flatnonzero(w_star))
+    np.testing.assert_allclose(sol.w * 1e-200, w_star, rtol=1e-5)
+    assert sol.lower_bound <= sol.objective * (1 + 1e-12) and "rescaled" in sol.message
+
+
+@pytest.mark.parametrize("solver", ["brute_force", "mip"])
+def test_references_solve_columns_spread_over_16_decades(solver):
+    rng, B, z = _brief_example()
+    D = 10.0 ** rng.integers(-8, 8, size=10)
+    f_star, w_star = oracle.brute_force(oracle.Instance(B, z, 3, 0.0, None, None))
+    fn = brute_force if solver == "brute_force" else solve_mip
+    sol = fn(B * D, z, 3)
+    assert sol.status == "optimal", sol.message  # was "unbounded" (c = 0, l2 = 0: f >= 0)
+    assert abs(sol.objective - f_star) <= 1e-6 * f_star
+    np.testing.assert_allclose(sol.w * D, w_star, rtol=1e-5, atol=1e-12)
+
+
+def test_brute_force_names_an_astronomic_number_of_supports():
+    with pytest.raises(ValueError, match=r"C\(5000, 2500\) = about 1\.5e\+1503 supports"):
+        brute_force(np.ones((2, 5000)), np.ones(2), 2500)
+
+
+def test_references_refuse_data_beyond_float64_after_rescaling():
+    A = np.eye(3) * np.array([1e-300, 1.0, 1.0])
+    y = np.array([1e300, 1.0, 1.0])  # w_0 = 1e600 is the optimum: not a float
+    with pytest.raises(ValueError, match=r"A, y: expected data whose scales float64 can hold"):
+        brute_force(A, y, 1)
+    with pytest.raises(ValueError, match=r"A, y: expected data whose scales float64 can hold"):
+        solve_mip(A, y, 1)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    oracle.instances(max_p=7),
+    st.integers(-150, 150),
+    st.lists(st.integers(-12, 12), min_size=7, max_size=7),
+    st.integers(-100, 100),
+)
+def test_brute_force_is_invariant_to_rescaling(inst, col_exp, spread, y_exp):
+    """f*(a A D, s y) = s^2 f*(A, y): the optimum is found whatever the units.
+
+    With l2 = 0 every column gets its own factor; with l2 > 0 one factor ``a``
+    (and l2 a^2, w_bar s / a, c s a, which keep f* = s^2 f*). Checked against
+    the oracle's optimum of the unscaled instance.
+    """
+    p = inst.A.shape[1]
+    f_star, _ = oracle.brute_force(inst)
+    s = 10.0**y_exp
+    if inst.l2 == 0.0:
+        D = 10.0 ** (col_exp + np.asarray(spread[:p], dtype=float))
+        scaled = L0Problem(inst.A * D, inst.y * s, inst.k)
+        back = D / s
+    else:
+        a = 10.0 ** (col_exp // 3)  # l2 a^2 must stay a float
+        wb = None if inst.w_bar is None else inst.w_bar * s / a
+        c = None if inst.c is None else inst.c * s * a
+        scaled = L0Problem(inst.A * a, inst.y * s, inst.k, l2=inst.l2 * a * a, w_bar=wb, c=c)
+        back = np.full(p, a / s)
+    sol = brute_force(scaled)
+    assert sol.status == "optimal", sol.message
+    f0 = oracle.objective(inst, np.zeros(p))
+    f_back = oracle.objective(inst, sol.w * back)  # the solution in the original units
+    assert abs(f_back - f_star) <= 1e-8 * max(abs(f_star), 1e-6 * f0, 1e-300)
+    assert abs(sol.objective / s**2 - f_star) <= 1e-8 * max(abs(f_star), 1e-6 * f0, 1e-300)
+    assert sol.lower_bound == sol.objective and sol.gap == 0.0
+
+
+def test_mip_time_limit_excludes_the_backend_import(monkeypatch):
+    import time
+
+    import chita_opt.reference.mip as mip
+
+    real = mip.import_backend
+
+    def slow_import(backend):  # a first import of cvxpy + pyscipopt takes seconds
+        time.sleep(1.0)
+        return real(backend)
+
+    monkeypatch.setattr(mip, "import_backend", slow_import)
+    data = make_regression(20, 8, 2, random_state=3)
+    sol = solve_mip(data.A, data.y, 2, time_limit=0.8)
+    assert sol.status == "optimal", sol.message
+    assert sol.time >= 1.0  # Solution.time still reports the whole call
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_problems(max_p=6, full_k=False, ridge=False), st.integers(-120, 120),
+       st.lists(st.integers(-6, 6), min_size=6, max_size=6))
+def test_mip_is_invariant_to_column_scaling(problem, col_exp, spread):
+    bf = brute_force(problem)
+    assume(bf.status == "optimal" and np.max(np.abs(bf.w)) <= 1e4)  # as in mip_matches
+    D = 10.0 ** (col_exp + np.asarray(spread[: problem.p], dtype=float))
+    # w = D v: f(w) = 1/2||y - (A D) v||^2 + (c D)^T v
+    scaled = L0Problem(problem.A * D, problem.y, problem.k, c=problem.c * D)
+    sol = solve_mip(scaled)
+    assert sol.status == "optimal", sol.message
+    assert rel_diff(problem.objective(sol.w * D), bf.objective, problem) <= 1e-6
+    assert sol.lower_bound <= sol.objective

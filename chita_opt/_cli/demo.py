@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._common import FileError
+
 __all__ = ["add_arguments", "run"]
 
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.98)
@@ -154,6 +156,8 @@ class _Row:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns the process exit status."""
+    # Checked first: a folder that cannot be written must not cost a training run.
+    out_dir = _writable_output(Path(args.output))
     try:
         import matplotlib
         import torch
@@ -172,8 +176,6 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.mlpnet import evaluate, load_checkpoint, train_mlpnet
 
     progress = not args.no_progress
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
 
     n_train, n_test = len(split.y_train), len(split.y_test)
@@ -182,9 +184,17 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint:
         try:
             model = load_checkpoint(args.checkpoint)
-        except (OSError, ValueError, TypeError) as exc:
+        except FileNotFoundError as exc:
+            # Exit status 2 on stdout is this case's historical behaviour (tested);
+            # every other checkpoint failure is a file error (status 1, stderr).
             print(f"chita-opt demo: --checkpoint: {exc}")
             return 2
+        except Exception as exc:  # torch.load raises many types for a corrupt file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FileError(
+                f"--checkpoint: cannot load {args.checkpoint!r} as an MLPNet checkpoint "
+                f"({reason})"
+            ) from None
         print(f"MLPNet: loaded {args.checkpoint}")
     else:
         model, info = train_mlpnet(split.X_train, split.y_train, seed=args.seed)
@@ -205,6 +215,20 @@ def run(args: argparse.Namespace) -> int:
     _plot(plot_path, rows, dense.accuracy, args.methods)
     print(f"\nwrote {csv_path} and {plot_path}")
     return 0
+
+
+def _writable_output(out_dir: Path) -> Path:
+    """Create the output folder and prove it can be written, or raise a FileError."""
+    probe = out_dir / ".chita_opt_write_test"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FileError(
+            f"--output: cannot write to {str(out_dir)!r}: {exc.strerror or exc}"
+        ) from None
+    return out_dir
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,11 @@ from typing import Any
 # here, after that import, to win (the module is numpy-only and cheap).
 from .brute_force import brute_force
 
-__all__ = ["brute_force", "solve_mip"]
+__all__ = ["EXACT_METHODS", "brute_force", "solve_mip"]
+
+#: The registry names of the exact references (``chita_opt.solve(..., method=...)``):
+#: what tools that compare heuristics leave out of their defaults.
+EXACT_METHODS = ("brute_force", "mip")
 
 _EXPORTS = {
     "solve_mip": "chita_opt.reference.mip",

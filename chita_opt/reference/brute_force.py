@@ -37,6 +37,7 @@ from ..solvers import register
 from ..solvers import solve as _solve
 from ..solvers._common import Stopwatch, make_solution
 from ..solvers._refit import refit
+from ._scaling import rescale
 
 __all__ = ["brute_force", "estimated_seconds", "solve_brute_force"]
 
@@ -58,8 +59,20 @@ _EIG_RTOL = 1e-12
 
 
 def estimated_seconds(p: int, k: int) -> float:
-    """Rough wall-clock estimate of :func:`brute_force` for ``C(p, k)`` supports."""
-    return math.comb(p, k) * (_COST_A + _COST_B * k * k)
+    """Rough wall-clock estimate of :func:`brute_force` for ``C(p, k)`` supports (may be inf)."""
+    count = math.comb(p, k)
+    # C(5000, 2500) has 1500 digits: beyond float, so the estimate is inf, not an OverflowError.
+    if count.bit_length() > 1000:
+        return math.inf
+    return count * (_COST_A + _COST_B * k * k)
+
+
+def _count_text(count: int) -> str:
+    """``1,234`` for countable numbers, ``about 1.2e+1503`` for astronomic ones."""
+    if count < 10**15:
+        return f"{count:,}"
+    digits = len(str(count))
+    return f"about {int(str(count)[:2]) / 10:.1f}e+{digits - 1}"
 
 
 def brute_force(
@@ -90,20 +103,26 @@ def brute_force(
         "unbounded" when f is unbounded below (``l2 = 0`` and ``c`` has a
         component outside the row space of some ``A_S``).
 
+        Ill-scaled data (column norms far from 1 or spread apart) is solved
+        in unit scale and mapped back: ``w``, objective and bound are in the
+        caller's units and the message says so.
+
     Raises
     ------
     ValueError
-        When ``C(p, k)`` is too large, suggesting :func:`solve_mip`.
+        When ``C(p, k)`` is too large, suggesting :func:`solve_mip`, or when
+        the data's scales do not fit in float64 even after rescaling.
     """
     return _solve(A, y, k, l2=l2, w_bar=w_bar, c=c, method="brute_force", max_supports=max_supports)
 
 
 def _too_large_message(p: int, k: int, count: int, limit: int | None) -> str:
     est = estimated_seconds(p, k)
+    est_text = f"{est:,.0f} s" if math.isfinite(est) else "more seconds than a float holds"
     what = f"max_supports={limit}" if limit is not None else f"about {_MAX_SECONDS:.0f} s"
     return (
-        f"k: brute force would enumerate C({p}, {k}) = {count:,} supports (estimated "
-        f"{est:,.0f} s), more than the limit ({what}); use chita_opt.reference.solve_mip "
+        f"k: brute force would enumerate C({p}, {k}) = {_count_text(count)} supports (estimated "
+        f"{est_text}), more than the limit ({what}); use chita_opt.reference.solve_mip "
         "(method='mip') for problems of this size"
     )
 
@@ -123,7 +142,17 @@ def solve_brute_force(problem: L0Problem, *, max_supports: int | None = None) ->
         return _finish(
             problem, np.zeros(p), clock, count, "k = 0: w = 0 is the only feasible point"
         )
+    # Ill-scaled data is solved in unit scale and mapped back (see _scaling):
+    # the rank and unboundedness thresholds below are relative to O(1).
+    scaling = rescale(problem)
+    if scaling is None:
+        return _enumerate_and_refit(problem, clock, count)
+    inner = _enumerate_and_refit(scaling.problem, clock, count)
+    return scaling.unscale(problem, inner, clock)
 
+
+def _enumerate_and_refit(problem: L0Problem, clock: Stopwatch, count: int) -> Solution:
+    p, k = problem.p, problem.k
     logger.debug("brute_force: enumerating %d supports of size %d", count, k)
     H = _gram(problem)
     b = _linear_term(problem)

@@ -77,9 +77,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.no_shift:
-        import chita_opt.reference.mip as mip
+        import chita_opt.reference._formulation as formulation
 
-        mip._SHIFT_FRACTION = 0.0
+        formulation._SHIFT_FRACTION = 0.0
     if args.smoke:
         args.time_limit, args.ks, args.ps, args.seeds = 10.0, [3], [10, 15], 1
 

@@ -1,16 +1,15 @@
-"""Method registry and the public ``solve`` / ``solve_path`` dispatch.
+"""The public ``solve`` / ``solve_path`` dispatch.
 
-Each method lives in its own module and registers a function
-``fn(problem: L0Problem, *, <keyword options>) -> Solution``. The dispatcher
-checks option names against the function's signature so a typo is a clear
-``TypeError`` instead of being silently ignored.
+Every method is listed once, in :data:`._registry.METHODS` (name, module,
+capabilities, accepted options); its module is imported on first use. The
+dispatcher checks option names against the function's signature so a typo is
+a clear ``TypeError`` instead of being silently ignored.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,52 +18,22 @@ import numpy as np
 from .._validation import check_k, check_positive_int, describe
 from ..problem import L0Problem
 from ..result import Solution
+from ._registry import (
+    _REGISTRY,
+    METHODS,
+    MethodInfo,
+    SolverFn,
+    available_methods,
+    lookup,
+    method_info,
+    methods_table,
+    register,
+)
 
-__all__ = ["available_methods", "register", "solve", "solve_path"]
+__all__ = ["METHODS", "MethodInfo", "available_methods", "method_info", "register", "solve",
+           "solve_path"]
 
-SolverFn = Callable[..., Solution]
-
-_REGISTRY: dict[str, SolverFn] = {}
-
-# Methods whose modules are imported on first use (kept lazy so that, e.g.,
-# the MIP reference does not import cvxpy until asked for).
-_LAZY_MODULES: dict[str, str] = {
-    "magnitude": "chita_opt.solvers.magnitude",
-    "backsolve": "chita_opt.solvers.backsolve",
-    "iht": "chita_opt.solvers.iht",
-    "active_set": "chita_opt.solvers.active_set",
-    "swap": "chita_opt.solvers.swap",
-    "chita": "chita_opt.solvers.chita",
-    "mip": "chita_opt.reference.mip",
-    "brute_force": "chita_opt.reference.brute_force",
-}
-
-
-def register(name: str) -> Callable[[SolverFn], SolverFn]:
-    """Decorator registering a solver function under ``name``."""
-
-    def deco(fn: SolverFn) -> SolverFn:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
-def available_methods() -> list[str]:
-    """Names accepted by ``solve(..., method=...)``."""
-    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
-
-
-def _lookup(method: Any) -> SolverFn:
-    if not isinstance(method, str):
-        raise TypeError(
-            f"method: expected one of {available_methods()}, got {describe(method)}"
-        )
-    if method not in _REGISTRY and method in _LAZY_MODULES:
-        importlib.import_module(_LAZY_MODULES[method])
-    if method not in _REGISTRY:
-        raise ValueError(f"method: expected one of {available_methods()}, got {method!r}")
-    return _REGISTRY[method]
+_lookup = lookup  # the name other modules of the package used
 
 
 def _check_options(method: str, fn: SolverFn, options: dict[str, Any]) -> None:
@@ -105,18 +74,20 @@ def solve(
     l2, w_bar, c
         Ridge strength, ridge centre and linear term (see :class:`L0Problem`).
     method : str, default "chita"
-        One of :func:`available_methods`: ``"magnitude"``, ``"backsolve"``,
-        ``"iht"``, ``"active_set"``, ``"swap"``, ``"chita"``, ``"mip"``,
-        ``"brute_force"``.
+        One of :func:`available_methods` (the list below is generated from the
+        registry; :func:`method_info` tells each method's capabilities and
+        options):
+
+        {methods}
     threads : int, optional
         BLAS threads during the solve (``None``: leave the process setting).
         The solvers make many small dense-linear-algebra calls; on a machine
         busy with other work, ``threads=1`` avoids OpenBLAS's thread
-        synchronisation stalls (measured: 0.46 s instead of 8 s for one solve
-        on a loaded 2-core machine; see docs/benchmarks.md).
+        synchronisation stalls (see docs/benchmarks.md).
     **options
         Method options, e.g. ``w0=``, ``support=``, ``max_iter=``, ``tol=``,
-        ``random_state=``. Unknown options raise ``TypeError``.
+        ``random_state=``; ``method_info(method).options`` lists them and
+        docs/algorithms.md says what each means. Unknown options raise ``TypeError``.
 
     Returns
     -------
@@ -147,6 +118,12 @@ def solve(
     _check_options(method, fn, options)
     with blas_threads(threads):
         return fn(problem, **options)
+
+
+if solve.__doc__:  # the method list, from the registry (absent under python -OO)
+    solve.__doc__ = solve.__doc__.replace(
+        "{methods}", methods_table().replace("\n", "\n        ")
+    )
 
 
 @contextmanager

@@ -68,16 +68,19 @@ def resolve_budget(value: Any, name: str, default: int, *, minimum: int = 1) -> 
     return int(check_int(value, name, minimum=minimum))  # type: ignore[arg-type]
 
 
-def renamed(old_value: Any, new_value: Any, old: str, new: str, method: str) -> Any:
-    """Accept a deprecated option name (with a ``DeprecationWarning``) in place of ``new``."""
+def renamed(old_value: Any, new_value: Any, old: str, new: str, method: str) -> tuple[Any, str]:
+    """Accept a deprecated option name (with a ``DeprecationWarning``) in place of ``new``.
+
+    Returns the value and the name the caller used (for error messages).
+    """
     if old_value is None:
-        return new_value
+        return new_value, new
     if new_value is not None:
         raise TypeError(f"{old}/{new}: expected only {new} ({old} is its deprecated name), "
                         "got both")
     warnings.warn(f"{method}: option {old!r} is deprecated, use {new!r} (same meaning)",
-                  DeprecationWarning, stacklevel=5)
-    return old_value
+                  DeprecationWarning, stacklevel=4)
+    return old_value, old
 
 
 def check_tol(tol: Any) -> float:

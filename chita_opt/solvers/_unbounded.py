@@ -95,7 +95,8 @@ def find_unbounded(problem: L0Problem) -> Unbounded | None:
         return None  # c in range(A^T): f is bounded below on every support
     if P.k > rank:
         return _basis_circuit(B, cs, d, P.c, rank, P.k)
-    return _parallel_pair(B, cs, d, P.c) or _enumerate(B, cs, d, P.c, P.k)
+    pair = _parallel_pair(B, cs, d, P.c) if P.k >= 2 else None
+    return pair or _enumerate(B, cs, d, P.c, P.k)
 
 
 def _basis_circuit(B, cs, d, c, rank, k) -> Unbounded:

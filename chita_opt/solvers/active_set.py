@@ -162,8 +162,8 @@ def solve_active_set(
     With ``l2 = 0`` the columns are normalised first (on a copy of ``A``), so
     the result does not depend on the columns' scales.
     """
-    max_rounds = resolve_budget(renamed(max_iter, max_rounds, "max_iter", "max_rounds",
-                                        "active_set"), "max_rounds", 30)
+    value, name = renamed(max_iter, max_rounds, "max_iter", "max_rounds", "active_set")
+    max_rounds = resolve_budget(value, name, 30)
     tol = check_tol(tol)
     ws_factor = float(check_real(ws_factor, "ws_factor", minimum=1.0))  # type: ignore[arg-type]
     inner_max_iter = int(check_int(inner_max_iter, "inner_max_iter", minimum=1))  # type: ignore[arg-type]

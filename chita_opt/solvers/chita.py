@@ -122,8 +122,8 @@ def solve_chita(
 
     With ``l2 = 0`` the columns are normalised first (on a copy of ``A``).
     """
-    max_rounds = resolve_budget(renamed(max_iter, max_rounds, "max_iter", "max_rounds", "chita"),
-                                "max_rounds", 30)
+    value, name = renamed(max_iter, max_rounds, "max_iter", "max_rounds", "chita")
+    max_rounds = resolve_budget(value, name, 30)
     tol = check_tol(tol)
     restarts = check_int(restarts, "restarts", minimum=0, allow_none=True)
     ws_factor = float(check_real(ws_factor, "ws_factor", minimum=1.0))  # type: ignore[arg-type]

@@ -531,11 +531,10 @@ def solve_swap(
         A swap must lower f by more than ``tol * max(|f|, 1)`` (f in units where
         ``f(0) = 1/2``).
     """
-    max_swaps = resolve_budget(renamed(max_iter, max_swaps, "max_iter", "max_swaps", "swap"),
-                               "max_swaps", 1000, minimum=0)
-    swap_candidates = check_int(renamed(candidates, swap_candidates, "candidates",
-                                        "swap_candidates", "swap"),
-                                "swap_candidates", minimum=1, allow_none=True)
+    value, name = renamed(max_iter, max_swaps, "max_iter", "max_swaps", "swap")
+    max_swaps = resolve_budget(value, name, 1000, minimum=0)
+    value, name = renamed(candidates, swap_candidates, "candidates", "swap_candidates", "swap")
+    swap_candidates = check_int(value, name, minimum=1, allow_none=True)
     tol = check_tol(tol)
 
     def body(start: Start) -> Outcome:

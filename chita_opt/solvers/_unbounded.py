@@ -32,6 +32,8 @@ from ..problem import L0Problem
 __all__ = ["Unbounded", "find_unbounded"]
 
 _RANK_RTOL = 1e-10  # singular values below this times the largest count as zero
+_GRAM_RTOL = 1e-13  # the same, on eigenvalues of a Gram matrix (large problems)
+_SVD_MAX_SIZE = 4_000_000  # entries of A up to which the rank comes from an SVD
 _RANGE_RTOL = 1e-8  # c is in range(A^T) when its residual is below this (relative)
 _PAIR_MAX_P = 4096  # parallel-pair search forms a p x p Gram matrix
 _ENUMERATE_LIMIT = 2000
@@ -66,13 +68,16 @@ def _witness(v: np.ndarray, d: np.ndarray, c: np.ndarray, reason: str) -> Unboun
 def _range_basis(B: np.ndarray) -> np.ndarray:
     """Orthonormal basis of range(B^T) (p x r)."""
     n, p = B.shape
-    if n <= p:
-        lam, U = np.linalg.eigh(B @ B.T)
-        keep = lam > _RANK_RTOL**2 * max(float(lam[-1]), 1e-300)
-        return (B.T @ U[:, keep]) / np.sqrt(lam[keep])
-    lam, V = np.linalg.eigh(B.T @ B)
-    keep = lam > _RANK_RTOL**2 * max(float(lam[-1]), 1e-300)
-    return V[:, keep]
+    if n * p <= _SVD_MAX_SIZE:
+        _, sig, Vt = np.linalg.svd(B, full_matrices=False)
+        return Vt[sig > _RANK_RTOL * max(float(sig[0]), 1e-300)].T
+    # Large: the eigenvalues of the smaller Gram matrix carry absolute errors
+    # near eps * lambda_max, so singular values below ~1e-7 sigma_max cannot
+    # be told from zero this way.
+    G = B @ B.T if n <= p else B.T @ B
+    lam, U = np.linalg.eigh(G)
+    keep = lam > _GRAM_RTOL * max(float(lam[-1]), 1e-300)
+    return (B.T @ U[:, keep]) / np.sqrt(lam[keep]) if n <= p else U[:, keep]
 
 
 def find_unbounded(problem: L0Problem) -> Unbounded | None:

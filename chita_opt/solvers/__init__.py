@@ -30,10 +30,19 @@ from ._registry import (
     register,
 )
 
-__all__ = ["METHODS", "MethodInfo", "available_methods", "method_info", "register", "solve",
-           "solve_path"]
+__all__ = ["METHODS", "MethodInfo", "available_methods", "check_options", "method_info",
+           "register", "solve", "solve_path"]
 
 _lookup = lookup  # the name other modules of the package used
+
+
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Raise ``TypeError`` unless ``method`` accepts every name in ``options``.
+
+    For callers that pass options through (the pruning loop) and want the
+    error before any work is done.
+    """
+    _check_options(method, lookup(method), options)
 
 
 def _check_options(method: str, fn: SolverFn, options: dict[str, Any]) -> None:
@@ -141,7 +150,7 @@ _CONTROLLER: list[Any] = []  # [controller, len(sys.modules) when it scanned]
 
 
 def _controller() -> Any:
-    """A cached ``ThreadpoolController``: scanning the loaded libraries costs ~1 ms a call.
+    """A cached ``ThreadpoolController``: scanning the loaded libraries on every call is dear.
 
     Rescanned whenever modules were imported since the last scan, since an
     import (torch, say) may load another BLAS.

@@ -94,6 +94,28 @@ class L0Problem:
                 "divide y (and A) by a common scale"
             )
 
+    @classmethod
+    def _from_checked(
+        cls, A: np.ndarray, y: np.ndarray, k: int, l2: float, w_bar: np.ndarray, c: np.ndarray,
+        col_sq_norms: np.ndarray | None = None,
+    ) -> L0Problem:
+        """Internal: a problem from parts already validated (no pass over ``A``).
+
+        For rescaled copies of a validated problem; ``col_sq_norms`` seeds the cache.
+        """
+        self = object.__new__(cls)
+        A = A.view()
+        A.setflags(write=False)
+        for name, value in (("A", A), ("y", y), ("w_bar", w_bar), ("c", c)):
+            if name != "A":
+                value = _readonly(np.array(value, dtype=np.float64))
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "k", int(k))
+        object.__setattr__(self, "l2", float(l2))
+        if col_sq_norms is not None:
+            self.__dict__["col_sq_norms"] = _readonly(np.array(col_sq_norms, dtype=np.float64))
+        return self
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"L0Problem is immutable; cannot set {name!r} (use with_k/replace)")
 

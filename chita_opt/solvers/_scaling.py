@@ -101,9 +101,11 @@ class Scaling:
                 "c/w_bar: expected values whose ratio to the scale of A and y is representable "
                 "in float64, got entries that overflow after rescaling; rescale the data"
             )
-        scaled = P if A is P.A and beta == 1.0 else L0Problem(
-            A, P.y / beta, P.k, l2=l2, w_bar=w_bar, c=c
-        )
+        if A is P.A and beta == 1.0:
+            scaled = P
+        else:  # the data were validated with P; a power-of-two scale keeps them finite
+            col_sq = P.col_sq_norms if A is P.A else None  # same A: same norms
+            scaled = L0Problem._from_checked(A, P.y / beta, P.k, l2, w_bar, c, col_sq)
         return cls(P, scaled, s, alpha, beta)
 
     @property

@@ -33,7 +33,7 @@ __all__ = ["Unbounded", "find_unbounded"]
 
 _RANK_RTOL = 1e-10  # singular values below this times the largest count as zero
 _GRAM_RTOL = 1e-13  # the same, on eigenvalues of a Gram matrix (large problems)
-_SVD_MAX_SIZE = 4_000_000  # entries of A up to which the rank comes from an SVD
+_SVD_MAX_SIZE = 1_000_000  # entries of A up to which the rank comes from an SVD
 _RANGE_RTOL = 1e-8  # c is in range(A^T) when its residual is below this (relative)
 _PAIR_MAX_P = 4096  # parallel-pair search forms a p x p Gram matrix
 _ENUMERATE_LIMIT = 2000

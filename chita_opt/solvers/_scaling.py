@@ -109,6 +109,11 @@ class Scaling:
         return cls(P, scaled, s, alpha, beta)
 
     @property
+    def uniform(self) -> bool:
+        """Whether every column has the same scale (no per-column normalisation)."""
+        return bool(np.all(self.s == self.alpha))
+
+    @property
     def identity(self) -> bool:
         return self.scaled is self.original
 

@@ -182,8 +182,9 @@ def solve_active_set(
         else:
             status = Status.MAX_ITER
             message = f"working set still growing after max_rounds={max_rounds} rounds"
-        return Outcome(res.w, status, message, res.n_rounds, res.history,
-                       {"inner_iterations": res.n_inner,
-                        "step_size": res.step_size / start.scaling.alpha / start.scaling.alpha})
+        info: dict[str, Any] = {"inner_iterations": res.n_inner}
+        if start.scaling.uniform:  # a step in the user's units exists only then
+            info["step_size"] = res.step_size / start.scaling.alpha / start.scaling.alpha
+        return Outcome(res.w, status, message, res.n_rounds, res.history, info)
 
     return run_method(problem, "active_set", body, w0=w0, support=support, scale_columns=True)

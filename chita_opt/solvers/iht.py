@@ -44,6 +44,7 @@ __all__ = ["IHTResult", "lipschitz_constant", "run_iht", "solve_iht"]
 
 _STEP_MULTIPLIERS = (0.5, 1.0, 2.0, 4.0)
 _LANCZOS_RTOL = 1e-3
+_NOISE_RTOL = 1e-9  # ||g_S|| below this times ||g||: the support gradient is rounding noise
 # Keep a contiguous copy of the support columns when k <= p / _GATHER_FRACTION.
 _GATHER_FRACTION = 4
 
@@ -112,6 +113,14 @@ class _Steps:
         """Exact minimiser of f along ``-g_S`` (the support-preserving direction)."""
         gS = self.g[self.S]
         num = float(gS @ gS)
+        # After a refit g_S is rounding noise, and the step "along" it would be
+        # a random number (1 / the Rayleigh quotient of a random vector): use
+        # what that estimates, deterministically -- 1 / the mean eigenvalue of
+        # A_S^T A_S + l2 I.
+        if num <= _NOISE_RTOL**2 * float(self.g @ self.g):
+            P = self.problem
+            trace = float(np.sum(P.col_sq_norms[self.S])) + P.l2 * self.S.size
+            return self.S.size / trace if trace > 0.0 else None
         den = float(self.AgS @ self.AgS) + self.problem.l2 * num
         return num / den if num > 0.0 and den > 0.0 else None
 

@@ -124,3 +124,12 @@ def test_non_finite_point_is_an_error_never_converged():
 def test_objective_overflow_is_refused_at_the_boundary():
     with pytest.raises(ValueError, match=r"y/w_bar: expected data whose objective at w = 0"):
         co.L0Problem(A * 1e200, y * 1e200, 3)
+
+
+def test_magnitude_with_w_bar_does_not_read_a():
+    # needs_design is False: ranking |w_bar| must not touch A (no column norms
+    # computed, no rescaled copy)
+    P = co.L0Problem(A, y, 3, w_bar=np.arange(40.0))
+    sol = co.solve(P, method="magnitude")
+    assert sol.support.tolist() == [37, 38, 39]
+    assert "col_sq_norms" not in P.__dict__

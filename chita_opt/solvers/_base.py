@@ -74,19 +74,21 @@ def run_method(
     w0: Any = None,
     support: Any = None,
     optimizer: bool = True,
+    scale: bool = True,
     scale_columns: bool = False,
 ) -> Solution:
     """Run ``body`` inside the shared template (see the module docstring).
 
     ``optimizer=False`` (magnitude) skips the unboundedness check and the
-    ``k = p`` shortcut: such a method does not minimise f.
+    ``k = p`` shortcut: such a method does not minimise f. ``scale=False``
+    skips the rescaling, which reads all of ``A``.
     """
     clock = Stopwatch()
     w0, support = start_point(problem, w0, support)
     if problem.k == 0:
         return make_solution(problem, np.zeros(problem.p), method=method, status=Status.OPTIMAL,
                              message="k = 0: w = 0 is the only feasible point", stopwatch=clock)
-    scaling = Scaling.of(problem, columns=scale_columns)
+    scaling = Scaling.of(problem, columns=scale_columns) if scale else Scaling.none(problem)
     P = scaling.scaled
     if optimizer:
         early = _unbounded_or_full(problem, scaling, method, clock)

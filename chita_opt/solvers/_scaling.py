@@ -73,6 +73,11 @@ class Scaling:
     beta: float
 
     @classmethod
+    def none(cls, problem: L0Problem) -> Scaling:
+        """No rescaling (and no pass over ``A``)."""
+        return cls(problem, problem, np.ones(problem.p), 1.0, 1.0)
+
+    @classmethod
     def of(cls, problem: L0Problem, *, columns: bool = False) -> Scaling:
         """Scale ``problem``; ``columns=True`` normalises each column when ``l2 = 0``."""
         P = problem

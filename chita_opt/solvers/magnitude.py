@@ -9,6 +9,7 @@ import numpy as np
 from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
+from ._common import start_point
 from ._ranking import magnitude_support, marginal_scores
 from ._registry import register
 
@@ -36,4 +37,9 @@ def solve_magnitude(problem: L0Problem, *, w0: Any = None) -> Solution:
         u[np.abs(u) == 0] = 0.0
         return Outcome(u, Status.CONVERGED, f"kept the {support.size} largest |{source}|")
 
-    return run_method(problem, "magnitude", body, w0=w0, optimizer=False)
+    # Ranking |w0| or |w_bar| never reads A (pruning calls this without
+    # gradients); only the marginal fit needs A, and the rescaling then.
+    w0_checked, _ = start_point(problem, w0)
+    reads_a = not (w0_checked is not None and np.any(w0_checked)) and not problem.has_w_bar
+    return run_method(problem, "magnitude", body, w0=w0_checked, optimizer=False,
+                      scale=reads_a)

@@ -528,8 +528,8 @@ def solve_swap(
         ``p <= 512``, else ``min(p - k, max(64, min(k, 256)))``).
         ``candidates`` is its deprecated name.
     tol : float, default 1e-10
-        A swap must lower f by more than ``tol * max(|f|, 1)`` (f in units where
-        ``f(0) = 1/2``).
+        A swap must lower f by more than ``tol * max(|f|, 1)``, f measured in
+        units where ``f(0)`` is about 1/2 (the rescaled problem).
     """
     value, name = renamed(max_iter, max_swaps, "max_iter", "max_swaps", "swap")
     max_swaps = resolve_budget(value, name, 1000, minimum=0)

@@ -148,3 +148,21 @@ def test_regression_iht_line_search_on_rounding_noise():
     b = co.solve(inst.A * s, inst.y, inst.k, method="active_set")
     np.testing.assert_array_equal(a.support, b.support)
     assert a.objective == pytest.approx(b.objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("method", HEURISTICS)
+@pytest.mark.parametrize("a", [1e-30, 1e-15, 1e15, 1e30])
+def test_float32_data_at_extreme_scales(method, a):
+    # float32 overflows near 3e38: products such as A (A^T v) must be formed on
+    # the rescaled copy, and no overflow warning may escape
+    rng = np.random.default_rng(1)
+    B = rng.standard_normal((30, 10))
+    z = B[:, :3] @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(30)
+    ref = co.solve(B.astype(np.float32), z, 3, method=method)
+    b = a if a > 1 else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = co.solve((B * a).astype(np.float32), z * b, 3, method=method)
+    assert sol.status == ref.status
+    np.testing.assert_array_equal(sol.support, ref.support)
+    assert sol.objective == pytest.approx(ref.objective * b * b, rel=1e-5)

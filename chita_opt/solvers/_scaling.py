@@ -17,7 +17,7 @@ with ``beta^2 = 2 f(0)`` the scaled objective starts at 1/2 whatever the
 user's units. Scales are powers of two, so the rescaling itself is exact.
 
 ``beta`` costs nothing (vectors only). ``A`` is copied only when its scale is
-outside [1e-100, 1e100] or when a method asks for normalised columns (which
+outside [1e-100, 1e100] (float32: [1e-12, 1e12]) or when a method asks for normalised columns (which
 makes it invariant to column scaling), since a copy of a gradient matrix can
 be gigabytes.
 """
@@ -32,9 +32,10 @@ from ..problem import L0Problem
 
 __all__ = ["Scaling", "safe_norm", "safe_col_norms"]
 
-# Column norms inside this band need no overall rescaling of A (its squares
-# stay normal float64 numbers).
-_SAFE_LOW, _SAFE_HIGH = 1e-100, 1e100
+# Column norms inside this band need no overall rescaling of A: products
+# like A (A^T v), formed in A's dtype by Lanczos and the gradients, stay
+# normal numbers of that dtype.
+_SAFE_BAND = {np.dtype(np.float64): (1e-100, 1e100), np.dtype(np.float32): (1e-12, 1e12)}
 # Keep l2 / alpha^2 representable when A is tiny against the ridge.
 _MAX_L2_SCALED = 2.0**900
 
@@ -86,7 +87,8 @@ class Scaling:
         norms = safe_col_norms(P)
         top = float(norms.max())
         alpha = 1.0
-        if top > 0 and not (_SAFE_LOW <= top <= _SAFE_HIGH):
+        low, high = _SAFE_BAND[np.dtype(P.dtype)]
+        if top > 0 and not (low <= top <= high):
             alpha = _pow2(top)
         if P.l2 > 0 and P.l2 / alpha / alpha > _MAX_L2_SCALED:
             alpha = _pow2(np.sqrt(P.l2 / _MAX_L2_SCALED))

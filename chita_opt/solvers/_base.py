@@ -95,7 +95,15 @@ def run_method(
         if early is not None:
             return early
     start = Start(P, scaling.to_scaled(w0), _start_support(problem, P, w0, support), scaling)
-    out = body(start)
+    try:
+        out = body(start)
+    except np.linalg.LinAlgError as exc:
+        # a factorisation broke down (data beyond float64's reach, e.g. column
+        # norms 1e300 apart): a status, not a raw LAPACK error
+        return make_solution(problem, np.zeros(problem.p), method=method, status=Status.ERROR,
+                             message=f"numerical breakdown in a factorisation ({exc}); the "
+                                     "columns of A span too many orders of magnitude for "
+                                     "float64 -- rescale them", stopwatch=clock)
     history = None if out.history is None else scaling.objective_to_user(out.history)
     return make_solution(problem, scaling.to_user(out.w), method=method, status=out.status,
                          message=out.message, n_iter=out.n_iter, stopwatch=clock,

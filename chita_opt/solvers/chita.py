@@ -120,7 +120,8 @@ def solve_chita(
     random_state : int or None, default 0
         Seed for the restarts and the Lanczos start vector.
 
-    With ``l2 = 0`` the columns are normalised first (on a copy of ``A``).
+    With ``l2 = 0`` the columns are normalised first (on a copy of ``A``), so the
+    result does not depend on the columns' scales.
     """
     value, name = renamed(max_iter, max_rounds, "max_iter", "max_rounds", "chita")
     max_rounds = resolve_budget(value, name, 30)

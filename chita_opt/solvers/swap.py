@@ -530,6 +530,8 @@ def solve_swap(
     tol : float, default 1e-10
         A swap must lower f by more than ``tol * max(|f|, 1)``, f measured in
         units where ``f(0)`` is about 1/2 (the rescaled problem).
+
+    With ``l2 = 0`` the columns are normalised first (on a copy of ``A``).
     """
     value, name = renamed(max_iter, max_swaps, "max_iter", "max_swaps", "swap")
     max_swaps = resolve_budget(value, name, 1000, minimum=0)
@@ -546,7 +548,7 @@ def solve_swap(
                            n_swaps)
         return Outcome(w, Status.MAX_ITER, f"stopped after max_swaps={max_swaps} swaps", n_swaps)
 
-    return run_method(problem, "swap", body, w0=w0, support=support)
+    return run_method(problem, "swap", body, w0=w0, support=support, scale_columns=True)
 
 
 def forward_select(problem: L0Problem) -> np.ndarray:

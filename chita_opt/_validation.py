@@ -255,7 +255,9 @@ def check_random_state(value: Any, name: str = "random_state") -> int | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name}: expected None or a non-negative integer seed, got {describe(value)}")
+        raise TypeError(
+            f"{name}: expected None or a non-negative integer seed, got {describe(value)}"
+        )
     if int(value) < 0:
         raise ValueError(f"{name}: expected None or a non-negative integer seed, got {int(value)}")
     return int(value)

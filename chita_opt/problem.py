@@ -89,7 +89,8 @@ class L0Problem:
         if not (np.isfinite(f0) and np.isfinite(self.w_bar_sq_norm)):
             raise ValueError(
                 "y/w_bar: expected data whose objective at w = 0, ||y||^2/2 + l2 ||w_bar||^2/2, "
-                f"and ||w_bar||^2 are finite in float64, got max |y| = {float(np.max(np.abs(self.y))):.3g} and "
+                "and ||w_bar||^2 are finite in float64, got max |y| = "
+                f"{float(np.max(np.abs(self.y))):.3g} and "
                 f"max |w_bar| = {float(np.max(np.abs(self.w_bar), initial=0.0)):.3g} (overflow); "
                 "divide y (and A) by a common scale"
             )

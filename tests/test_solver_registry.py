@@ -54,7 +54,7 @@ def test_capability_flags():
 def test_method_info_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"method: expected one of \[.*'chita'.*\], got 'lasso'"):
         method_info("lasso")
-    with pytest.raises(TypeError, match="method: expected one of .* got int 3"):
+    with pytest.raises(TypeError, match=r"method: expected one of .* got int 3"):
         method_info(3)
 
 

@@ -20,10 +20,10 @@ import numpy as np
 from ..problem import L0Problem
 from ..result import Solution, Status
 from ._common import Stopwatch, make_solution, start_point, top_k
+from ._ranking import magnitude_support
 from ._refit import refit
 from ._scaling import Scaling
 from ._unbounded import find_unbounded
-from ._ranking import magnitude_support
 
 __all__ = ["Outcome", "Start", "run_method"]
 

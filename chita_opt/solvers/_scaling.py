@@ -30,7 +30,7 @@ import numpy as np
 
 from ..problem import L0Problem
 
-__all__ = ["Scaling", "safe_norm", "safe_col_norms"]
+__all__ = ["Scaling", "safe_col_norms", "safe_norm"]
 
 # Column norms inside this band need no overall rescaling of A: products
 # like A (A^T v), formed in A's dtype by Lanczos and the gradients, stay

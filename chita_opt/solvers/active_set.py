@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from .._kernels.cd import cd_support_sweeps
-from ..problem import L0Problem
 from .._validation import check_int, check_random_state, check_real
+from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
 from ._common import check_tol, renamed, resolve_budget, top_k

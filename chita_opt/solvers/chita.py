@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from ..problem import L0Problem
 from .._validation import check_int, check_random_state, check_real
+from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
 from ._common import check_tol, renamed, resolve_budget, top_k
-from ._registry import register
 from ._refit import refit
+from ._registry import register
 from ._workset import add_gain
 from .active_set import run_active_set
 from .iht import initial_point

@@ -31,8 +31,8 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from .._kernels.linalg import SupportColumns, grouped_matvec, support_matvec
-from ..problem import L0Problem
 from .._validation import check_int, check_random_state, check_real
+from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
 from ._common import check_tol, hard_threshold, resolve_budget, top_k

@@ -29,13 +29,13 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._kernels.linalg import gather_columns, sym_rank2_update
-from ..problem import L0Problem
 from .._validation import check_int
+from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
 from ._common import check_tol, renamed, resolve_budget, top_k
-from ._registry import register
 from ._refit import refit
+from ._registry import register
 from ._workset import add_gain
 from .iht import initial_point
 

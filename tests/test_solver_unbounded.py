@@ -128,3 +128,21 @@ def test_larger_wide_problem(method):
     assert _solve(A, y, 40, c, method).status != "unbounded"
     # c in the range of A^T: bounded for every k
     assert _solve(A, y, 60, A.T @ r.standard_normal(40), method).status != "unbounded"
+
+
+@pytest.mark.parametrize("method", OPTIMIZERS)
+def test_a_hidden_three_column_circuit_is_reported(method):
+    # k <= rank(A) and C(60, 5) supports: too many to enumerate, so it is the
+    # exact check of the support the method ends on that reports it
+    rng = np.random.default_rng(0)
+    n, p, k = 40, 60, 5
+    A = rng.standard_normal((n, p))
+    A[:, 7] = A[:, 3] - 2 * A[:, 11]
+    c = np.zeros(p)
+    c[7] = 1.0
+    y = A[:, [3, 7, 11, 20]] @ np.array([1.0, 2.0, -1.0, 0.5]) + 0.01 * rng.standard_normal(n)
+    assert oracle_unbounded(A[:, [3, 7, 11, 20, 30]], c[[3, 7, 11, 20, 30]], 5)
+    sol = _solve(A, y, k, c, method)
+    assert sol.status == "unbounded"
+    assert {3, 7, 11} <= set(sol.support.tolist())
+    assert "unbounded" in sol.message

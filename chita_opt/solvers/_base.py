@@ -23,7 +23,7 @@ from ._common import Stopwatch, make_solution, start_point, top_k
 from ._ranking import magnitude_support
 from ._refit import refit
 from ._scaling import Scaling
-from ._unbounded import find_unbounded
+from ._unbounded import Unbounded, find_unbounded, unbounded_on
 
 __all__ = ["Outcome", "Start", "run_method"]
 
@@ -104,6 +104,13 @@ def run_method(
                              message=f"numerical breakdown in a factorisation ({exc}); the "
                                      "columns of A span too many orders of magnitude for "
                                      "float64 -- rescale them", stopwatch=clock)
+    if optimizer and out.status is not Status.UNBOUNDED and P.l2 == 0.0 and P.has_c:
+        # the a-priori search is exhaustive only in some cases (see _unbounded);
+        # a support the method ends on is checked exactly (one refit)
+        hit = unbounded_on(P, np.flatnonzero(out.w))
+        if hit is not None:
+            return _unbounded_solution(problem, scaling, method, clock, hit,
+                                       "the support the method ended on")
     history = None if out.history is None else scaling.objective_to_user(out.history)
     return make_solution(problem, scaling.to_user(out.w), method=method, status=out.status,
                          message=out.message, n_iter=out.n_iter, stopwatch=clock,
@@ -116,13 +123,7 @@ def _unbounded_or_full(
     P = scaling.scaled
     hit = find_unbounded(P)
     if hit is not None:
-        fit = refit(P, hit.support)
-        return make_solution(
-            problem, scaling.to_user(fit.w), method=method, status=Status.UNBOUNDED,
-            message=f"f is unbounded below on the feasible support {hit.support.tolist()}: "
-                    f"{hit.reason}", stopwatch=clock,
-            unbounded_support=hit.support, unbounded_direction=scaling.to_user(hit.direction),
-        )
+        return _unbounded_solution(problem, scaling, method, clock, hit, "a feasible support")
     if problem.k < problem.p:
         return None
     fit = refit(P, np.arange(P.p, dtype=np.int64))
@@ -133,3 +134,16 @@ def _unbounded_or_full(
     return make_solution(problem, scaling.to_user(fit.w), method=method, status=Status.OPTIMAL,
                          message="k = p: the exact refit on every coordinate is the global "
                                  "minimiser", stopwatch=clock)
+
+
+def _unbounded_solution(
+    problem: L0Problem, scaling: Scaling, method: str, clock: Stopwatch, hit: Unbounded,
+    where: str,
+) -> Solution:
+    fit = refit(scaling.scaled, hit.support)
+    return make_solution(
+        problem, scaling.to_user(fit.w), method=method, status=Status.UNBOUNDED,
+        message=f"f is unbounded below on {where}, {hit.support.tolist()}: {hit.reason}",
+        stopwatch=clock, unbounded_support=hit.support,
+        unbounded_direction=scaling.to_user(hit.direction),
+    )

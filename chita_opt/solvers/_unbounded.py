@@ -11,8 +11,8 @@ Such a ``v`` exists for some S with ``|S| <= k`` when:
   has ``c^T v != 0``), exact; or, for ``k <= r``, a null vector on at most k
   columns. Finding the sparsest one is NP-hard, so for ``k <= r`` only the
   common cases are searched: zero columns, parallel column pairs, and every
-  support when there are at most ``_ENUMERATE_LIMIT`` of them. The solvers'
-  own refits catch any other unbounded support they visit.
+  support when there are at most ``_ENUMERATE_LIMIT`` of them. The template
+  (``_base``) also checks the support each optimiser ends on.
 
 Everything runs on the column-normalised matrix so that scale does not
 decide rank.
@@ -29,7 +29,7 @@ import scipy.linalg as sla
 
 from ..problem import L0Problem
 
-__all__ = ["Unbounded", "find_unbounded"]
+__all__ = ["Unbounded", "find_unbounded", "unbounded_on"]
 
 _RANK_RTOL = 1e-10  # singular values below this times the largest count as zero
 _GRAM_RTOL = 1e-13  # the same, on eigenvalues of a Gram matrix (large problems)
@@ -155,3 +155,30 @@ def _enumerate(B, cs, d, c, k) -> Unbounded | None:
             return _witness(v, d, c, f"l2 = 0 and c has a component in the null space of "
                                      f"A restricted to columns {idx}")
     return None
+
+
+def unbounded_on(problem: L0Problem, support: np.ndarray) -> Unbounded | None:
+    """The witness on one support (rank from an SVD of its normalised columns), or None."""
+    P = problem
+    if P.l2 > 0 or not P.has_c or support.size == 0:
+        return None
+    idx = np.asarray(support, dtype=np.int64)
+    A_S = np.asarray(P.A[:, idx], dtype=np.float64)
+    m = np.max(np.abs(A_S), axis=0)
+    m[m == 0] = 1.0
+    d = m * np.linalg.norm(A_S / m, axis=0)
+    d[d == 0] = 1.0
+    cs = P.c[idx] / d
+    _, sig, Vt = np.linalg.svd(A_S / d)
+    null = Vt[int(np.sum(sig > _RANK_RTOL * max(float(sig.max(initial=0.0)), 1e-300))):]
+    if null.size == 0:
+        return None
+    proj = null.T @ (null @ cs)
+    if np.linalg.norm(proj) <= _RANGE_RTOL * np.linalg.norm(cs):
+        return None
+    v = np.zeros(P.p)
+    v[idx] = proj
+    d_full = np.ones(P.p)
+    d_full[idx] = d
+    return _witness(v, d_full, P.c, "l2 = 0 and c has a component in the null space of A "
+                                    f"restricted to columns {idx.tolist()}")

@@ -90,12 +90,12 @@ def run_method(
                              message="k = 0: w = 0 is the only feasible point", stopwatch=clock)
     scaling = Scaling.of(problem, columns=scale_columns) if scale else Scaling.none(problem)
     P = scaling.scaled
-    if optimizer:
-        early = _unbounded_or_full(problem, scaling, method, clock)
-        if early is not None:
-            return early
-    start = Start(P, scaling.to_scaled(w0), _start_support(problem, P, w0, support), scaling)
     try:
+        if optimizer:
+            early = _unbounded_or_full(problem, scaling, method, clock)
+            if early is not None:
+                return early
+        start = Start(P, scaling.to_scaled(w0), _start_support(problem, P, w0, support), scaling)
         out = body(start)
     except np.linalg.LinAlgError as exc:
         # a factorisation broke down (data beyond float64's reach, e.g. column
@@ -106,7 +106,7 @@ def run_method(
                                      "float64 -- rescale them", stopwatch=clock)
     if optimizer and out.status is not Status.UNBOUNDED and P.l2 == 0.0 and P.has_c:
         # the a-priori search is exhaustive only in some cases (see _unbounded);
-        # a support the method ends on is checked exactly (one refit)
+        # the support the method ends on is checked exactly (an SVD of its columns)
         hit = unbounded_on(P, np.flatnonzero(out.w))
         if hit is not None:
             return _unbounded_solution(problem, scaling, method, clock, hit,

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "check_bool",
     "check_design",
     "check_int",
     "check_k",
@@ -238,13 +237,6 @@ def check_real(
     if not np.isfinite(out) or too_small:
         raise ValueError(f"{name}: expected a finite real number{bound}, got {out!r}")
     return out
-
-
-def check_bool(value: Any, name: str) -> bool:
-    """Validate a bool (Python or numpy)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {describe(value)}")
-    return bool(value)
 
 
 def check_random_state(value: Any, name: str = "random_state") -> int | None:

@@ -133,3 +133,16 @@ def test_magnitude_with_w_bar_does_not_read_a():
     sol = co.solve(P, method="magnitude")
     assert sol.support.tolist() == [37, 38, 39]
     assert "col_sq_norms" not in P.__dict__
+
+
+def test_every_option_is_documented_in_algorithms_md():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "algorithms.md").read_text()
+    for name in ["magnitude", "backsolve", "iht", "active_set", "swap", "chita"]:
+        info = method_info(name)
+        deprecated = {old for old, _ in info.deprecated}
+        for option in info.options - deprecated:
+            assert f"`{option}`" in text, f"{name}: option {option!r} missing in the docs"
+        for old, new in info.deprecated:
+            assert f"`{old}`" in text and f"`{new}`" in text

@@ -11,18 +11,20 @@ Importing this package never imports torch, jax or cvxpy.
 
 from .problem import L0Problem, k_from_sparsity
 from .result import ConvergenceWarning, Solution, Status
-from .solvers import available_methods, solve, solve_path
+from .solvers import MethodInfo, available_methods, method_info, solve, solve_path
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConvergenceWarning",
     "L0Problem",
+    "MethodInfo",
     "Solution",
     "Status",
     "__version__",
     "available_methods",
     "k_from_sparsity",
+    "method_info",
     "solve",
     "solve_path",
 ]

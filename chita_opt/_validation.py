@@ -14,9 +14,12 @@ import numpy as np
 
 __all__ = [
     "check_design",
+    "check_int",
     "check_k",
     "check_nonnegative",
     "check_positive_int",
+    "check_random_state",
+    "check_real",
     "check_sparsity",
     "check_support",
     "check_vector",
@@ -190,3 +193,63 @@ def check_support(support: Any, p: int, name: str = "support", k: int | None = N
     if k is not None and idx.size > k:
         raise ValueError(f"{name}: expected at most k={k} indices, got {idx.size}")
     return np.sort(idx).astype(np.int64)
+
+
+def _is_real_scalar(value: Any) -> bool:
+    # numpy integer/float scalars count (np.int64(1) is not a Python int)
+    return not isinstance(value, (bool, np.bool_)) and isinstance(
+        value, (numbers.Real, np.integer, np.floating)
+    )
+
+
+def check_int(
+    value: Any, name: str, *, minimum: int = 0, allow_none: bool = False
+) -> int | None:
+    """Validate an integer ``>= minimum`` (Python or numpy integer; floats are refused)."""
+    if value is None and allow_none:
+        return None
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(
+        minimum, f"an integer >= {minimum}"
+    )
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name}: expected {what}, got {describe(value)}")
+    if int(value) < minimum:
+        raise ValueError(f"{name}: expected {what}, got {int(value)}")
+    return int(value)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """Validate a finite real scalar (Python or numpy), ``> minimum`` if ``strict`` else ``>=``."""
+    if value is None and allow_none:
+        return None
+    bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+    if not _is_real_scalar(value):
+        raise TypeError(f"{name}: expected a finite real number{bound}, got {describe(value)}")
+    out = float(value)
+    too_small = minimum is not None and (out <= minimum if strict else out < minimum)
+    if not np.isfinite(out) or too_small:
+        raise ValueError(f"{name}: expected a finite real number{bound}, got {out!r}")
+    return out
+
+
+def check_random_state(value: Any, name: str = "random_state") -> int | None:
+    """Validate a seed: None or a non-negative integer (what ``numpy.random.default_rng`` takes).
+
+    Generators are refused on purpose: a solve must be reproducible from its arguments.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(
+            f"{name}: expected None or a non-negative integer seed, got {describe(value)}"
+        )
+    if int(value) < 0:
+        raise ValueError(f"{name}: expected None or a non-negative integer seed, got {int(value)}")
+    return int(value)

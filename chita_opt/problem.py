@@ -14,6 +14,7 @@ import numpy as np
 from ._kernels.linalg import support_matvec
 from ._validation import (
     check_design,
+    check_int,
     check_k,
     check_nonnegative,
     check_sparsity,
@@ -26,6 +27,7 @@ __all__ = ["L0Problem", "k_from_sparsity"]
 
 def k_from_sparsity(p: int, sparsity: float) -> int:
     """Number of kept weights for a sparsity level: ``k = p - round(sparsity * p)``."""
+    p = int(check_int(p, "p", minimum=0))  # type: ignore[arg-type]
     sparsity = check_sparsity(sparsity)
     return int(p - round(sparsity * p))
 
@@ -77,6 +79,43 @@ class L0Problem:
             self, "w_bar", _readonly(check_vector(w_bar, "w_bar", p, default_zero=True))
         )
         object.__setattr__(self, "c", _readonly(check_vector(c, "c", p, default_zero=True)))
+        self._check_objective_scale()
+
+    def _check_objective_scale(self) -> None:
+        # f(0) = ||y||^2 / 2 + l2 ||w_bar||^2 / 2 must be a float64: beyond
+        # that no objective value (and no "converged") can be reported.
+        with np.errstate(over="ignore"):
+            f0 = 0.5 * self.y_sq_norm + 0.5 * self.l2 * self.w_bar_sq_norm
+        if not (np.isfinite(f0) and np.isfinite(self.w_bar_sq_norm)):
+            raise ValueError(
+                "y/w_bar: expected data whose objective at w = 0, ||y||^2/2 + l2 ||w_bar||^2/2, "
+                "and ||w_bar||^2 are finite in float64, got max |y| = "
+                f"{float(np.max(np.abs(self.y))):.3g} and "
+                f"max |w_bar| = {float(np.max(np.abs(self.w_bar), initial=0.0)):.3g} (overflow); "
+                "divide y (and A) by a common scale"
+            )
+
+    @classmethod
+    def _from_checked(
+        cls, A: np.ndarray, y: np.ndarray, k: int, l2: float, w_bar: np.ndarray, c: np.ndarray,
+        col_sq_norms: np.ndarray | None = None,
+    ) -> L0Problem:
+        """Internal: a problem from parts already validated (no pass over ``A``).
+
+        For rescaled copies of a validated problem; ``col_sq_norms`` seeds the cache.
+        """
+        self = object.__new__(cls)
+        A = A.view()
+        A.setflags(write=False)
+        for name, value in (("A", A), ("y", y), ("w_bar", w_bar), ("c", c)):
+            if name != "A":
+                value = _readonly(np.array(value, dtype=np.float64))
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "k", int(k))
+        object.__setattr__(self, "l2", float(l2))
+        if col_sq_norms is not None:
+            self.__dict__["col_sq_norms"] = _readonly(np.array(col_sq_norms, dtype=np.float64))
+        return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"L0Problem is immutable; cannot set {name!r} (use with_k/replace)")
@@ -139,8 +178,15 @@ class L0Problem:
 
     def objective_from_residual(self, w: np.ndarray, r: np.ndarray) -> float:
         """``f(w)`` given a residual ``r = y - A w`` that the caller maintains."""
-        d = w - self.w_bar
-        return float(0.5 * (r @ r) + 0.5 * self.l2 * (d @ d) + self.c @ w)
+        # terms that vanish are skipped, not multiplied by zero: with w near
+        # 1e160 (A near 1e-160) ||w||^2 overflows and 0 * inf would be NaN
+        f = 0.5 * float(r @ r)
+        if self.l2:
+            d = w - self.w_bar
+            f += 0.5 * self.l2 * float(d @ d)
+        if self.has_c:
+            f += float(self.c @ w)
+        return f
 
     def objective_on_support(
         self, support: np.ndarray, values: np.ndarray, r: np.ndarray
@@ -150,10 +196,14 @@ class L0Problem:
         O(n + |support|): the ridge over the zero coordinates is
         ``||w_bar||^2 - ||w_bar_S||^2``, so no length-p vector is touched.
         """
-        wb = self.w_bar[support]
-        d = values - wb
-        ridge = float(d @ d) + self.w_bar_sq_norm - float(wb @ wb)
-        return float(0.5 * (r @ r) + 0.5 * self.l2 * ridge + self.c[support] @ values)
+        f = 0.5 * float(r @ r)
+        if self.l2:
+            wb = self.w_bar[support]
+            d = values - wb
+            f += 0.5 * self.l2 * (float(d @ d) + self.w_bar_sq_norm - float(wb @ wb))
+        if self.has_c:
+            f += float(self.c[support] @ values)
+        return f
 
     def gradient(self, w: Any) -> np.ndarray:
         """``grad f(w) = -A^T (y - A w) + l2 (w - w_bar) + c`` in float64."""

@@ -224,9 +224,9 @@ class PruneConfig:
                 )
             return
         # Reject an option typo now, not after the first (possibly long) gradient pass.
-        from ..solvers import _check_options, _lookup
+        from ..solvers import check_options
 
-        _check_options(self.method, _lookup(self.method), opts)
+        check_options(self.method, opts)
 
     # ----------------------------------------------------------------- derived
     @property

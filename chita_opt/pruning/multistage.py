@@ -224,9 +224,9 @@ def multistage_prune(
         )
     if needs_gradients:
         # Reject an option typo now, not after the first (possibly long) gradient pass.
-        from ..solvers import _check_options, _lookup
+        from ..solvers import check_options
 
-        _check_options(method, _lookup(method), solver_options)
+        check_options(method, solver_options)
 
     w[~alive] = 0.0
     report = PruneReport(
@@ -262,7 +262,7 @@ def multistage_prune(
         progress=progress,
         evaluate=evaluate if needs_gradients else None,
         search=DampingSearch(absolute=grid) if auto else None,
-        wide_skip_swaps="max_swaps" in info.options,
+        wide_skip_swaps=info.accepts("max_swaps"),
         groups=groups,
         group_cap=group_cap,
     )

@@ -1,18 +1,16 @@
-"""Method registry and the public ``solve`` / ``solve_path`` dispatch.
+"""The public ``solve`` / ``solve_path`` dispatch.
 
-Each method lives in its own module and registers a function
-``fn(problem: L0Problem, *, <keyword options>) -> Solution``. The dispatcher
-checks option names against the function's signature so a typo is a clear
-``TypeError`` instead of being silently ignored.
+Every method is listed once, in :data:`._registry.METHODS` (name, module,
+capabilities, accepted options); its module is imported on first use. The
+dispatcher checks option names against the function's signature so a typo is
+a clear ``TypeError`` instead of being silently ignored.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,74 +18,31 @@ import numpy as np
 from .._validation import check_k, check_positive_int, describe
 from ..problem import L0Problem
 from ..result import Solution
+from ._registry import (  # _REGISTRY: tests register stand-in methods through it
+    _REGISTRY,  # noqa: F401
+    METHODS,
+    MethodInfo,
+    SolverFn,
+    available_methods,
+    lookup,
+    method_info,
+    methods_table,
+    register,
+)
 
-__all__ = ["available_methods", "register", "solve", "solve_path"]
+__all__ = ["METHODS", "MethodInfo", "available_methods", "check_options", "method_info",
+           "register", "solve", "solve_path"]
 
-SolverFn = Callable[..., Solution]
-
-_REGISTRY: dict[str, SolverFn] = {}
-
-# Methods whose modules are imported on first use (kept lazy so that, e.g.,
-# the MIP reference does not import cvxpy until asked for).
-_LAZY_MODULES: dict[str, str] = {
-    "magnitude": "chita_opt.solvers.magnitude",
-    "backsolve": "chita_opt.solvers.backsolve",
-    "iht": "chita_opt.solvers.iht",
-    "active_set": "chita_opt.solvers.active_set",
-    "swap": "chita_opt.solvers.swap",
-    "chita": "chita_opt.solvers.chita",
-    "mip": "chita_opt.reference.mip",
-    "brute_force": "chita_opt.reference.brute_force",
-}
+_lookup = lookup  # the name other modules of the package used
 
 
-def register(name: str) -> Callable[[SolverFn], SolverFn]:
-    """Decorator registering a solver function under ``name``."""
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Raise ``TypeError`` unless ``method`` accepts every name in ``options``.
 
-    def deco(fn: SolverFn) -> SolverFn:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
-
-
-def available_methods() -> list[str]:
-    """Names accepted by ``solve(..., method=...)``."""
-    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """What the pruning loop needs to know about a method (provisional)."""
-
-    name: str
-    needs_design: bool
-    warm_start: bool
-    options: frozenset[str]
-
-
-def method_info(name: str) -> MethodInfo:
-    """Capabilities of a method, read from its solver function."""
-    import inspect
-
-    fn = _lookup(name)
-    opts = frozenset(
-        p.name for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    )
-    return MethodInfo(name, name != "magnitude", "w0" in opts, opts)
-
-
-def _lookup(method: Any) -> SolverFn:
-    if not isinstance(method, str):
-        raise TypeError(
-            f"method: expected one of {available_methods()}, got {describe(method)}"
-        )
-    if method not in _REGISTRY and method in _LAZY_MODULES:
-        importlib.import_module(_LAZY_MODULES[method])
-    if method not in _REGISTRY:
-        raise ValueError(f"method: expected one of {available_methods()}, got {method!r}")
-    return _REGISTRY[method]
+    For callers that pass options through (the pruning loop) and want the
+    error before any work is done.
+    """
+    _check_options(method, lookup(method), options)
 
 
 def _check_options(method: str, fn: SolverFn, options: dict[str, Any]) -> None:
@@ -128,18 +83,20 @@ def solve(
     l2, w_bar, c
         Ridge strength, ridge centre and linear term (see :class:`L0Problem`).
     method : str, default "chita"
-        One of :func:`available_methods`: ``"magnitude"``, ``"backsolve"``,
-        ``"iht"``, ``"active_set"``, ``"swap"``, ``"chita"``, ``"mip"``,
-        ``"brute_force"``.
+        One of :func:`available_methods` (the list below is generated from the
+        registry; :func:`method_info` tells each method's capabilities and
+        options):
+
+        {methods}
     threads : int, optional
         BLAS threads during the solve (``None``: leave the process setting).
         The solvers make many small dense-linear-algebra calls; on a machine
         busy with other work, ``threads=1`` avoids OpenBLAS's thread
-        synchronisation stalls (measured: 0.46 s instead of 8 s for one solve
-        on a loaded 2-core machine; see docs/benchmarks.md).
+        synchronisation stalls (see docs/benchmarks.md).
     **options
         Method options, e.g. ``w0=``, ``support=``, ``max_iter=``, ``tol=``,
-        ``random_state=``. Unknown options raise ``TypeError``.
+        ``random_state=``; ``method_info(method).options`` lists them and
+        docs/algorithms.md says what each means. Unknown options raise ``TypeError``.
 
     Returns
     -------
@@ -172,6 +129,12 @@ def solve(
         return fn(problem, **options)
 
 
+if solve.__doc__:  # the method list, from the registry (absent under python -OO)
+    solve.__doc__ = solve.__doc__.replace(
+        "{methods}", methods_table().replace("\n", "\n        ")
+    )
+
+
 @contextmanager
 def blas_threads(threads: int | None) -> Iterator[None]:
     """Limit BLAS threads inside the block (no-op for ``None``)."""
@@ -187,7 +150,7 @@ _CONTROLLER: list[Any] = []  # [controller, len(sys.modules) when it scanned]
 
 
 def _controller() -> Any:
-    """A cached ``ThreadpoolController``: scanning the loaded libraries costs ~1 ms a call.
+    """A cached ``ThreadpoolController``: scanning the loaded libraries on every call is dear.
 
     Rescanned whenever modules were imported since the last scan, since an
     import (torch, say) may load another BLAS.

@@ -8,16 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_positive_int, check_support, check_vector, describe
+from .._validation import check_int, check_real, check_support, check_vector
 from ..problem import L0Problem
-from ..result import ConvergenceWarning, Solution
+from ..result import ConvergenceWarning, Solution, Status
 
 __all__ = [
     "Stopwatch",
     "check_tol",
     "hard_threshold",
     "make_solution",
-    "resolve_max_iter",
+    "renamed",
+    "resolve_budget",
     "start_point",
     "top_k",
 ]
@@ -60,19 +61,34 @@ def hard_threshold(v: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def resolve_max_iter(max_iter: Any, default: int) -> int:
-    if max_iter is None:
+def resolve_budget(value: Any, name: str, default: int, *, minimum: int = 1) -> int:
+    """An iteration/round/swap budget: ``default`` for None, else an integer >= ``minimum``."""
+    if value is None:
         return default
-    return int(check_positive_int(max_iter, "max_iter"))  # type: ignore[arg-type]
+    return int(check_int(value, name, minimum=minimum))  # type: ignore[arg-type]
+
+
+def renamed(old_value: Any, new_value: Any, old: str, new: str, method: str) -> tuple[Any, str]:
+    """Accept a deprecated option name (with a ``DeprecationWarning``) in place of ``new``.
+
+    Returns the value and the name the caller used (for error messages).
+    """
+    if old_value is None:
+        return new_value, new
+    if new_value is not None:
+        raise TypeError(f"{old}/{new}: expected only {new} ({old} is its deprecated name), "
+                        "got both")
+    warnings.warn(f"{method}: option {old!r} is deprecated, use {new!r} (same meaning)",
+                  DeprecationWarning, stacklevel=4)
+    return old_value, old
 
 
 def check_tol(tol: Any) -> float:
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)):
-        raise TypeError(f"tol: expected a positive real number, got {describe(tol)}")
-    tol = float(tol)
-    if not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol: expected a finite positive number, got {tol!r}")
-    return tol
+    """A finite positive tolerance (Python or numpy scalar)."""
+    if isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, bool):
+        if not np.isfinite(float(tol)) or float(tol) <= 0:
+            raise ValueError(f"tol: expected a finite positive number, got {float(tol)!r}")
+    return float(check_real(tol, "tol", minimum=0.0, strict=True))  # type: ignore[arg-type]
 
 
 def start_point(
@@ -107,6 +123,13 @@ def make_solution(
 ) -> Solution:
     """Build a :class:`Solution`, recomputing the objective exactly from ``w``."""
     w = np.asarray(w, dtype=np.float64).copy()
+    objective = problem.objective(w) if np.all(np.isfinite(w)) else float("nan")
+    if not np.isfinite(objective):
+        # never "converged" on NaN/Inf: the point or its objective overflowed
+        message = (f"numerical breakdown: {'w' if not np.all(np.isfinite(w)) else 'f(w)'} is "
+                   f"not finite ({message or status}); rescale A and y")
+        status = Status.ERROR
+        w = np.where(np.isfinite(w), w, 0.0)
     support = np.flatnonzero(w).astype(np.int64)
     if support.size > problem.k:  # a bug, never a user error: refuse to return it
         raise AssertionError(
@@ -123,7 +146,7 @@ def make_solution(
     return Solution(
         w=w,
         support=support,
-        objective=problem.objective(w),
+        objective=objective,
         status=status,
         message=message,
         n_iter=int(n_iter),

@@ -30,6 +30,7 @@ __all__ = ["RefitResult", "refit"]
 _CHUNK = 512  # columns per float64 block of the Woodbury Gram (n x 512 x 8 bytes)
 _REFINEMENT_STEPS = 2
 _REFINEMENT_RTOL = 1e-13
+_DENSE_FALLBACK_MAX = 4096  # largest support solved densely when the Woodbury form breaks down
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,40 @@ def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
         H = A_S.T @ A_S
         if l2:
             H[np.diag_indices_from(H)] += l2
-            w[support] = sla.solve(H, b, assume_a="pos", check_finite=False)
+            w[support] = _ridge_solve(H, b)
             return RefitResult(w)
         return _min_norm_from_gram(H, b, support, w)
-    w[support] = _woodbury_solve(problem, support, b)
+    try:
+        w[support] = _woodbury_solve(problem, support, b)
+    except np.linalg.LinAlgError:
+        # l2 lost to rounding against A_S A_S^T (columns of huge norm): the
+        # n x n form is singular at this precision; the s x s one is not
+        if s > _DENSE_FALLBACK_MAX:
+            raise
+        A_S = np.asarray(problem.A[:, support], dtype=np.float64)
+        H = A_S.T @ A_S
+        H[np.diag_indices_from(H)] += l2
+        w[support] = _ridge_solve(H, b)
     return RefitResult(w)
+
+
+def _ridge_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve ``H x = b`` for a positive definite ``H`` (ridge added), robust to column scales.
+
+    Jacobi-scaled first: columns whose norms differ by many orders of magnitude
+    make the leading minors of ``H`` lose positivity to rounding, and the scaled
+    matrix has a unit diagonal. If Cholesky still fails (``H`` numerically
+    singular at this precision), the eigen-decomposition solves on the range.
+    """
+    d = np.sqrt(H.diagonal())
+    Hs = H / d[:, None] / d[None, :]
+    bs = b / d
+    try:
+        return sla.solve(Hs, bs, assume_a="pos", check_finite=False) / d
+    except np.linalg.LinAlgError:
+        evals, evecs = np.linalg.eigh(Hs)
+        keep = evals > max(float(evals[-1]), 1.0) * 1e-14 * H.shape[0]
+        return (evecs[:, keep] @ ((evecs[:, keep].T @ bs) / evals[keep])) / d
 
 
 def _woodbury_solve(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from .._kernels.cd import cd_support_sweeps
+from .._validation import check_int, check_random_state, check_real
 from ..problem import L0Problem
-from ..result import Solution
-from . import register
-from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
+from ..result import Solution, Status
+from ._base import Outcome, Start, run_method
+from ._common import check_tol, renamed, resolve_budget, top_k
+from ._registry import register
 from ._workset import add_gain, restrict
 from .iht import initial_point, lipschitz_constant, run_iht
 
@@ -130,36 +132,59 @@ def solve_active_set(
     *,
     w0: Any = None,
     support: Any = None,
-    max_iter: int | None = None,
+    max_rounds: int | None = None,
     tol: float = 1e-7,
     ws_factor: float = 1.5,
     inner_max_iter: int = 200,
     cd_sweeps: int = 50,
     random_state: int | None = 0,
+    max_iter: int | None = None,
 ) -> Solution:
     """IHT on a working set of about ``ws_factor * k`` coordinates, with CD on the support.
 
-    ``max_iter`` bounds the working-set rounds (default 30); each round costs
-    about two passes over ``A`` plus work on ``n x |W|``.
+    Parameters
+    ----------
+    w0, support : warm start (a point, or a support to refit on)
+    max_rounds : int, default 30
+        Working-set rounds; each costs about two passes over ``A`` plus work on
+        ``n x |W|``. (``max_iter`` is its deprecated name.)
+    tol : float, default 1e-7
+        Relative tolerance of the inner IHT and of coordinate descent.
+    ws_factor : float, default 1.5
+        Working-set size as a multiple of ``k`` (>= 1).
+    inner_max_iter : int, default 200
+        IHT iterations per round.
+    cd_sweeps : int, default 50
+        Coordinate-descent sweeps over the support per round.
+    random_state : int or None, default 0
+        Seed of the Lanczos start vector.
+
+    With ``l2 = 0`` the columns are normalised first (on a copy of ``A``), so
+    the result does not depend on the columns' scales.
     """
-    clock = Stopwatch()
-    w0, support = start_point(problem, w0, support)
-    max_rounds = resolve_max_iter(max_iter, 30)
+    value, name = renamed(max_iter, max_rounds, "max_iter", "max_rounds", "active_set")
+    max_rounds = resolve_budget(value, name, 30)
     tol = check_tol(tol)
-    if not (isinstance(ws_factor, (int, float)) and ws_factor >= 1.0):
-        raise ValueError(f"ws_factor: expected a number >= 1, got {ws_factor!r}")
-    if problem.k == 0:
-        return make_solution(problem, np.zeros(problem.p), method="active_set",
-                             status="converged", message="k = 0", stopwatch=clock)
-    w_start = initial_point(problem, w0, support)
-    res = run_active_set(problem, w_start, ws_factor=ws_factor, max_rounds=max_rounds,
-                         inner_max_iter=inner_max_iter, cd_sweeps=cd_sweeps, tol=tol,
-                         random_state=random_state)
-    status = "converged" if res.converged else "max_iter"
-    message = (
-        f"no coordinate outside the working set would enter after {res.n_rounds} rounds"
-        if res.converged else f"working set still growing after max_iter={max_rounds} rounds"
-    )
-    return make_solution(problem, res.w, method="active_set", status=status, message=message,
-                         n_iter=res.n_rounds, stopwatch=clock, history=res.history,
-                         inner_iterations=res.n_inner, step_size=res.step_size)
+    ws_factor = float(check_real(ws_factor, "ws_factor", minimum=1.0))  # type: ignore[arg-type]
+    inner_max_iter = int(check_int(inner_max_iter, "inner_max_iter", minimum=1))  # type: ignore[arg-type]
+    cd_sweeps = int(check_int(cd_sweeps, "cd_sweeps", minimum=1))  # type: ignore[arg-type]
+    random_state = check_random_state(random_state)
+
+    def body(start: Start) -> Outcome:
+        w_start = initial_point(start.problem, start.w0, start.support)
+        res = run_active_set(start.problem, w_start, ws_factor=ws_factor, max_rounds=max_rounds,
+                             inner_max_iter=inner_max_iter, cd_sweeps=cd_sweeps, tol=tol,
+                             random_state=random_state)
+        if res.converged:
+            status = Status.CONVERGED
+            message = f"no coordinate outside the working set would enter after "\
+                      f"{res.n_rounds} rounds"
+        else:
+            status = Status.MAX_ITER
+            message = f"working set still growing after max_rounds={max_rounds} rounds"
+        info: dict[str, Any] = {"inner_iterations": res.n_inner}
+        if start.scaling.uniform:  # a step in the user's units exists only then
+            info["step_size"] = res.step_size / start.scaling.alpha / start.scaling.alpha
+        return Outcome(res.w, status, message, res.n_rounds, res.history, info)
+
+    return run_method(problem, "active_set", body, w0=w0, support=support, scale_columns=True)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..problem import L0Problem
-from ..result import Solution
-from . import register
-from ._common import Stopwatch, make_solution, start_point
+from ..result import Solution, Status
+from ._base import Outcome, Start, run_method
 from ._refit import refit
-from .magnitude import magnitude_support
+from ._registry import register
 
 __all__ = ["solve_backsolve"]
 
@@ -23,15 +22,14 @@ def solve_backsolve(problem: L0Problem, *, support: Any = None, w0: Any = None) 
     Uses Cholesky when ``|S| <= n`` and the Woodbury identity when ``|S| > n``
     (an n x n system: O(n^2 |S| + n^3)).
     """
-    clock = Stopwatch()
-    w0, support = start_point(problem, w0, support)
-    if support is None:
-        support = magnitude_support(problem, w0)
-    result = refit(problem, support)
-    status, message = "converged", f"exact refit on a support of size {support.size}"
-    if not result.bounded:
-        status = "unbounded"
-        message = "f is unbounded below on this support (l2 = 0 and c has a null-space component)"
-    return make_solution(
-        problem, result.w, method="backsolve", status=status, message=message, stopwatch=clock
-    )
+
+    def body(start: Start) -> Outcome:
+        result = refit(start.problem, start.support)
+        if not result.bounded:
+            return Outcome(result.w, Status.UNBOUNDED,
+                           f"f is unbounded below on the support {start.support.tolist()} "
+                           "(l2 = 0 and c has a component in the null space of A_S)")
+        return Outcome(result.w, Status.CONVERGED,
+                       f"exact refit on a support of size {start.support.size}")
+
+    return run_method(problem, "backsolve", body, w0=w0, support=support)

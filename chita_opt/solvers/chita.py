@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_int, check_random_state, check_real
 from ..problem import L0Problem
-from ..result import Solution
-from . import register
-from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
+from ..result import Solution, Status
+from ._base import Outcome, Start, run_method
+from ._common import check_tol, renamed, resolve_budget, top_k
 from ._refit import refit
+from ._registry import register
 from ._workset import add_gain
 from .active_set import run_active_set
 from .iht import initial_point
@@ -82,55 +84,79 @@ def solve_chita(
     *,
     w0: Any = None,
     support: Any = None,
-    max_iter: int | None = None,
+    max_rounds: int | None = None,
     tol: float = 1e-7,
     restarts: int | None = None,
     ws_factor: float = 1.5,
     swap_candidates: int | None = None,
     max_swaps: int | None = None,
     random_state: int | None = 0,
+    max_iter: int | None = None,
 ) -> Solution:
     """CHITA: active-set IHT, coordinate descent, swap search and exact backsolve.
 
     Parameters
     ----------
     w0, support : warm start (default: backsolve on the magnitude support)
-    max_iter : int
-        Working-set rounds of the active-set stage (default 30).
-    tol : float
+    max_rounds : int, default 30
+        Working-set rounds of the active-set stage (``max_iter`` is its
+        deprecated name).
+    tol : float, default 1e-7
         Relative tolerance of the IHT / CD stages.
     restarts : int, optional
         Iterated-local-search restarts after the first polish, plus a greedy
         forward-selection start (default 24 on problems with ``p <= 256`` and
         ``n * p <= 250,000``, else 0).
-    ws_factor : float
+    ws_factor : float, default 1.5
         Working-set size as a multiple of ``k``.
     swap_candidates : int, optional
-        Outside coordinates scored per swap round (default ``max(k, 32)``).
+        Outside coordinates scored per swap round (default as for ``swap``).
     max_swaps : int, optional
-        Cap on swaps per polish. Default: 1000 when ``k <= n``; when ``k > n``
-        (the model interpolates and each swap costs O(n k)) 50, or none at all
-        once ``n k > 4e6``. Reaching the cap is a work budget, not a failure:
-        the status stays ``"converged"`` and ``info["swap_local_optimum"]``
-        says whether the swap search had finished.
-    random_state : int
+        Cap on swaps per polish (0: no swap search). Default: 1000 when
+        ``k <= n``; when ``k > n`` (the model interpolates and each swap costs
+        O(n k)) 50, or none at all once ``n k > 4e6``. Reaching the cap is a
+        work budget, not a failure: the status stays ``"converged"`` and
+        ``info["swap_local_optimum"]`` says whether the swap search had finished.
+    random_state : int or None, default 0
         Seed for the restarts and the Lanczos start vector.
+
+    With ``l2 = 0`` the columns are normalised first (on a copy of ``A``), so the
+    result does not depend on the columns' scales.
     """
-    clock = Stopwatch()
-    P = problem
-    w0, support = start_point(P, w0, support)
-    max_rounds = resolve_max_iter(max_iter, 30)
+    value, name = renamed(max_iter, max_rounds, "max_iter", "max_rounds", "chita")
+    max_rounds = resolve_budget(value, name, 30)
     tol = check_tol(tol)
-    n_restarts = _restarts_default(P) if restarts is None else int(restarts)
-    if n_restarts < 0:
-        raise ValueError(f"restarts: expected a non-negative integer, got {restarts!r}")
-    if P.k == 0:
-        return make_solution(P, np.zeros(P.p), method="chita", status="converged",
-                             message="k = 0", stopwatch=clock)
+    restarts = check_int(restarts, "restarts", minimum=0, allow_none=True)
+    ws_factor = float(check_real(ws_factor, "ws_factor", minimum=1.0))  # type: ignore[arg-type]
+    swap_candidates = check_int(swap_candidates, "swap_candidates", minimum=1, allow_none=True)
+    max_swaps = check_int(max_swaps, "max_swaps", minimum=0, allow_none=True)
+    random_state = check_random_state(random_state)
+
+    def body(start: Start) -> Outcome:
+        return _pipeline(start, max_rounds=max_rounds, tol=tol, restarts=restarts,
+                         ws_factor=ws_factor, swap_candidates=swap_candidates,
+                         max_swaps=max_swaps, random_state=random_state)
+
+    return run_method(problem, "chita", body, w0=w0, support=support, scale_columns=True)
+
+
+def _pipeline(
+    start: Start,
+    *,
+    max_rounds: int,
+    tol: float,
+    restarts: int | None,
+    ws_factor: float,
+    swap_candidates: int | None,
+    max_swaps: int | None,
+    random_state: int | None,
+) -> Outcome:
+    P = start.problem
+    n_restarts = _restarts_default(P) if restarts is None else restarts
     rng = np.random.default_rng(random_state)
     max_swaps = _max_swaps_default(P) if max_swaps is None else int(max_swaps)
 
-    w_start = initial_point(P, w0, support)
+    w_start = initial_point(P, start.w0, start.support)
     stage = run_active_set(P, w_start, ws_factor=ws_factor, max_rounds=max_rounds, tol=tol,
                            random_state=random_state)
     w_best, f_best = stage.w, P.objective(stage.w)
@@ -160,9 +186,9 @@ def solve_chita(
         if f_pol < f_best - 1e-12 * max(abs(f_best), 1.0):
             w_best, f_best = w_pol, f_pol
         history.append(f_best)
-    return make_solution(
-        P, w_best, method="chita", status="converged" if stage.converged else "max_iter",
-        message=f"active set ({stage.n_rounds} rounds) + {n_swaps} swaps, {n_restarts} restarts",
-        n_iter=stage.n_rounds, stopwatch=clock, history=history, swaps=n_swaps,
-        swap_local_optimum=local_opt,
+    status = Status.CONVERGED if stage.converged else Status.MAX_ITER
+    return Outcome(
+        w_best, status,
+        f"active set ({stage.n_rounds} rounds) + {n_swaps} swaps, {n_restarts} restarts",
+        stage.n_rounds, history, {"swaps": n_swaps, "swap_local_optimum": local_opt},
     )

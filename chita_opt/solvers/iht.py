@@ -31,25 +31,20 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from .._kernels.linalg import SupportColumns, grouped_matvec, support_matvec
+from .._validation import check_int, check_random_state, check_real
 from ..problem import L0Problem
-from ..result import Solution
-from . import register
-from ._common import (
-    Stopwatch,
-    check_tol,
-    hard_threshold,
-    make_solution,
-    resolve_max_iter,
-    start_point,
-    top_k,
-)
+from ..result import Solution, Status
+from ._base import Outcome, Start, run_method
+from ._common import check_tol, hard_threshold, resolve_budget, top_k
+from ._ranking import magnitude_support
 from ._refit import refit
-from .magnitude import magnitude_support
+from ._registry import register
 
 __all__ = ["IHTResult", "lipschitz_constant", "run_iht", "solve_iht"]
 
 _STEP_MULTIPLIERS = (0.5, 1.0, 2.0, 4.0)
 _LANCZOS_RTOL = 1e-3
+_NOISE_RTOL = 1e-9  # ||g_S|| below this times ||g||: the support gradient is rounding noise
 # Keep a contiguous copy of the support columns when k <= p / _GATHER_FRACTION.
 _GATHER_FRACTION = 4
 
@@ -118,6 +113,14 @@ class _Steps:
         """Exact minimiser of f along ``-g_S`` (the support-preserving direction)."""
         gS = self.g[self.S]
         num = float(gS @ gS)
+        # After a refit g_S is rounding noise, and the step "along" it would be
+        # a random number (1 / the Rayleigh quotient of a random vector): use
+        # what that estimates, deterministically -- 1 / the mean eigenvalue of
+        # A_S^T A_S + l2 I.
+        if num <= _NOISE_RTOL**2 * float(self.g @ self.g):
+            P = self.problem
+            trace = float(np.sum(P.col_sq_norms[self.S])) + P.l2 * self.S.size
+            return self.S.size / trace if trace > 0.0 else None
         den = float(self.AgS @ self.AgS) + self.problem.l2 * num
         return num / den if num > 0.0 and den > 0.0 else None
 
@@ -269,34 +272,42 @@ def solve_iht(
     ----------
     w0, support : warm start (a point, or a support to refit on)
     max_iter : int, default 500
-    tol : float
+        IHT iterations.
+    tol : float, default 1e-7
         Fixed-point tolerance, relative to ``max |w|``.
-    refit_after : int
+    refit_after : int, default 2
         Exact refit once the support is unchanged this many iterations.
     lipschitz : float, optional
-        ``L``; computed by Lanczos (a few dozen passes over ``A``) if omitted.
-    random_state : int
+        An upper bound on the largest eigenvalue of ``A^T A + l2 I``; computed
+        by Lanczos (a few dozen passes over ``A``) if omitted.
+    random_state : int or None, default 0
         Seed of the Lanczos start vector.
 
     ``Solution.info["step_size"]`` is ``1/L``: at convergence
     ``w = H_k(w - step_size * grad f(w))``.
     """
-    clock = Stopwatch()
-    w0, support = start_point(problem, w0, support)
-    max_iter = resolve_max_iter(max_iter, 500)
+    max_iter = resolve_budget(max_iter, "max_iter", 500)
     tol = check_tol(tol)
-    if problem.k == 0:
-        return make_solution(problem, np.zeros(problem.p), method="iht", status="converged",
-                             message="k = 0: the only feasible point is w = 0", stopwatch=clock)
-    w_start = initial_point(problem, w0, support)
-    res = run_iht(problem, w_start, lipschitz=lipschitz, max_iter=max_iter, tol=tol,
-                  refit_after=refit_after, random_state=random_state)
-    status = "converged" if res.converged else "max_iter"
-    message = (
-        f"fixed point of the 1/L step after {res.n_iter} iterations ({res.n_refits} refits)"
-        if res.converged
-        else f"no fixed point within max_iter={max_iter}"
-    )
-    return make_solution(problem, res.w, method="iht", status=status, message=message,
-                         n_iter=res.n_iter, stopwatch=clock, history=res.history,
-                         step_size=1.0 / res.lipschitz, lipschitz=res.lipschitz)
+    refit_after = int(check_int(refit_after, "refit_after", minimum=1))  # type: ignore[arg-type]
+    lipschitz = check_real(lipschitz, "lipschitz", minimum=0.0, strict=True, allow_none=True)
+    random_state = check_random_state(random_state)
+
+    def body(start: Start) -> Outcome:
+        # IHT's step is not invariant to column scales, so only the overall
+        # scale is changed (its fixed point stays one in the user's units)
+        L = None if lipschitz is None else start.scaling.lipschitz_to_scaled(lipschitz)
+        w_start = initial_point(start.problem, start.w0, start.support)
+        res = run_iht(start.problem, w_start, lipschitz=L, max_iter=max_iter, tol=tol,
+                      refit_after=refit_after, random_state=random_state)
+        with np.errstate(over="ignore", under="ignore"):  # may not be a float64 at all
+            L_user = float(np.float64(res.lipschitz) * start.scaling.alpha * start.scaling.alpha)
+        if res.converged:
+            status = Status.CONVERGED
+            message = f"fixed point of the 1/L step after {res.n_iter} iterations "\
+                      f"({res.n_refits} refits)"
+        else:
+            status, message = Status.MAX_ITER, f"no fixed point within max_iter={max_iter}"
+        return Outcome(res.w, status, message, res.n_iter, res.history,
+                       {"step_size": float(np.float64(1.0) / L_user), "lipschitz": L_user})
+
+    return run_method(problem, "iht", body, w0=w0, support=support)

@@ -7,61 +7,39 @@ from typing import Any
 import numpy as np
 
 from ..problem import L0Problem
-from ..result import Solution
-from . import register
-from ._common import Stopwatch, make_solution, start_point, top_k
+from ..result import Solution, Status
+from ._base import Outcome, Start, run_method
+from ._common import start_point
+from ._ranking import magnitude_support, marginal_scores
+from ._registry import register
 
 __all__ = ["magnitude_support", "solve_magnitude"]
 
 
-def marginal_scores(problem: L0Problem) -> tuple[np.ndarray, np.ndarray]:
-    """Decrease of f from fitting each coordinate alone, and that coordinate's value.
-
-    Used when there is no ridge centre to rank by (plain sparse regression):
-    ``w_j = (a_j^T y - c_j) / (||a_j||^2 + l2)`` lowers f by
-    ``(a_j^T y - c_j)^2 / (2 (||a_j||^2 + l2))``.
-    """
-    corr = (problem.A.T @ problem.y.astype(problem.dtype)).astype(np.float64) - problem.c
-    curv = problem.col_sq_norms + problem.l2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = np.where(curv > 0, corr / np.where(curv > 0, curv, 1.0), 0.0)
-    return 0.5 * corr * value, value
-
-
-def magnitude_support(problem: L0Problem, w0: np.ndarray | None = None) -> np.ndarray:
-    """Support of magnitude pruning: top-k of ``|w0|``, else ``|w_bar|``, else marginal gain."""
-    if w0 is not None and np.any(w0):
-        return top_k(np.abs(w0), problem.k)
-    if problem.has_w_bar:
-        return top_k(np.abs(problem.w_bar), problem.k)
-    gain, _ = marginal_scores(problem)
-    return top_k(gain, problem.k)
-
-
 @register("magnitude")
 def solve_magnitude(problem: L0Problem, *, w0: Any = None) -> Solution:
-    """Keep the ``k`` largest ``|w_bar|`` (or ``|w0|``) at their values.
+    """Keep the ``k`` largest ``|w0|`` (else ``|w_bar|``) at their values.
 
     With a zero ``w_bar`` and no ``w0`` this is sure-independence screening:
     the ``k`` coordinates whose one-dimensional fit lowers f most, each at its
-    one-dimensional optimum.
+    one-dimensional optimum. Not an optimiser: never reports ``"unbounded"``.
     """
-    clock = Stopwatch()
-    w0, _ = start_point(problem, w0)
-    support = magnitude_support(problem, w0)
-    w = np.zeros(problem.p)
-    if w0 is not None and np.any(w0):
-        w[support] = w0[support]
-        source = "w0"
-    elif problem.has_w_bar:
-        w[support] = problem.w_bar[support]
-        source = "w_bar"
-    else:
-        _, value = marginal_scores(problem)
-        w[support] = value[support]
-        source = "marginal fit"
-    w[np.abs(w) == 0] = 0.0
-    return make_solution(
-        problem, w, method="magnitude", status="converged", stopwatch=clock,
-        message=f"kept the {support.size} largest |{source}|",
-    )
+
+    def body(start: Start) -> Outcome:
+        P, support = start.problem, start.support
+        u = np.zeros(P.p)
+        if start.w0 is not None and np.any(start.w0):
+            u[support], source = start.w0[support], "w0"
+        elif problem.has_w_bar:
+            u[support], source = start.scaling.to_scaled(problem.w_bar)[support], "w_bar"
+        else:
+            u[support], source = marginal_scores(P)[1][support], "marginal fit"
+        u[np.abs(u) == 0] = 0.0
+        return Outcome(u, Status.CONVERGED, f"kept the {support.size} largest |{source}|")
+
+    # Ranking |w0| or |w_bar| never reads A (pruning calls this without
+    # gradients); only the marginal fit needs A, and the rescaling then.
+    w0_checked, _ = start_point(problem, w0)
+    reads_a = not (w0_checked is not None and np.any(w0_checked)) and not problem.has_w_bar
+    return run_method(problem, "magnitude", body, w0=w0_checked, optimizer=False,
+                      scale=reads_a)

@@ -29,11 +29,13 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._kernels.linalg import gather_columns, sym_rank2_update
+from .._validation import check_int
 from ..problem import L0Problem
-from ..result import Solution
-from . import register
-from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
+from ..result import Solution, Status
+from ._base import Outcome, Start, run_method
+from ._common import check_tol, renamed, resolve_budget, top_k
 from ._refit import refit
+from ._registry import register
 from ._workset import add_gain
 from .iht import initial_point
 
@@ -505,31 +507,48 @@ def solve_swap(
     *,
     w0: Any = None,
     support: Any = None,
+    max_swaps: int | None = None,
+    swap_candidates: int | None = None,
+    tol: float = 1e-10,
     max_iter: int | None = None,
     candidates: int | None = None,
-    tol: float = 1e-10,
 ) -> Solution:
     """Swap local search (a polish usable after any method).
 
     Starts from ``w0`` / ``support`` (default: the backsolve on the magnitude
     support) and swaps one coordinate out and one in while that lowers f.
-    ``max_iter`` bounds the number of swaps; ``candidates`` the outside
-    coordinates scored per round (default ``max(k, 32)``).
+
+    Parameters
+    ----------
+    max_swaps : int, default 1000
+        Most swaps made (0: just the refit of the start). ``max_iter`` is its
+        deprecated name.
+    swap_candidates : int, optional
+        Outside coordinates scored per round (default: all of them when
+        ``p <= 512``, else ``min(p - k, max(64, min(k, 256)))``).
+        ``candidates`` is its deprecated name.
+    tol : float, default 1e-10
+        A swap must lower f by more than ``tol * max(|f|, 1)``, f measured in
+        units where ``f(0)`` is about 1/2 (the rescaled problem).
+
+    With ``l2 = 0`` the columns are normalised first (on a copy of ``A``).
     """
-    clock = Stopwatch()
-    w0, support = start_point(problem, w0, support)
-    max_swaps = resolve_max_iter(max_iter, 1000)
+    value, name = renamed(max_iter, max_swaps, "max_iter", "max_swaps", "swap")
+    max_swaps = resolve_budget(value, name, 1000, minimum=0)
+    value, name = renamed(candidates, swap_candidates, "candidates", "swap_candidates", "swap")
+    swap_candidates = check_int(value, name, minimum=1, allow_none=True)
     tol = check_tol(tol)
-    w_start = initial_point(problem, w0, support)
-    w, n_swaps, local_opt = swap_polish(problem, w_start, max_swaps=max_swaps,
-                                        candidates=candidates, tol=tol)
-    status = "converged" if local_opt else "max_iter"
-    message = (
-        f"swap-local optimum after {n_swaps} swaps" if local_opt
-        else f"stopped after max_iter={max_swaps} swaps"
-    )
-    return make_solution(problem, w, method="swap", status=status, message=message,
-                         n_iter=n_swaps, stopwatch=clock)
+
+    def body(start: Start) -> Outcome:
+        w_start = initial_point(start.problem, start.w0, start.support)
+        w, n_swaps, local_opt = swap_polish(start.problem, w_start, max_swaps=max_swaps,
+                                            candidates=swap_candidates, tol=tol)
+        if local_opt:
+            return Outcome(w, Status.CONVERGED, f"swap-local optimum after {n_swaps} swaps",
+                           n_swaps)
+        return Outcome(w, Status.MAX_ITER, f"stopped after max_swaps={max_swaps} swaps", n_swaps)
+
+    return run_method(problem, "swap", body, w0=w0, support=support, scale_columns=True)
 
 
 def forward_select(problem: L0Problem) -> np.ndarray:

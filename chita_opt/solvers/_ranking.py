@@ -1,0 +1,34 @@
+"""The magnitude support: which k coordinates a method starts from."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..problem import L0Problem
+from ._common import top_k
+
+__all__ = ["magnitude_support", "marginal_scores"]
+
+
+def marginal_scores(problem: L0Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Decrease of f from fitting each coordinate alone, and that coordinate's value.
+
+    Used when there is no ridge centre to rank by (plain sparse regression):
+    ``w_j = (a_j^T y - c_j) / (||a_j||^2 + l2)`` lowers f by
+    ``(a_j^T y - c_j)^2 / (2 (||a_j||^2 + l2))``.
+    """
+    corr = (problem.A.T @ problem.y.astype(problem.dtype)).astype(np.float64) - problem.c
+    curv = problem.col_sq_norms + problem.l2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(curv > 0, corr / np.where(curv > 0, curv, 1.0), 0.0)
+    return 0.5 * corr * value, value
+
+
+def magnitude_support(problem: L0Problem, w0: np.ndarray | None = None) -> np.ndarray:
+    """Support of magnitude pruning: top-k of ``|w0|``, else ``|w_bar|``, else marginal gain."""
+    if w0 is not None and np.any(w0):
+        return top_k(np.abs(w0), problem.k)
+    if problem.has_w_bar:
+        return top_k(np.abs(problem.w_bar), problem.k)
+    gain, _ = marginal_scores(problem)
+    return top_k(gain, problem.k)

@@ -271,9 +271,12 @@ def test_multistage_with_first_order_and_blocks_runs_and_records_settings(traine
         n_samples=60,
         block_size=64,
         method="backsolve",
+        damping=1e-3,
         progress=False,
     )
     assert len(rep.stages) == 3 and all(r.n_blocks > 1 for r in rep.stages)
+    # the first-order guard ran at every stage (held-out share of the data)
+    assert all(r.first_order_used is not None for r in rep.stages)
     assert rep.options["first_order_scale"] == 0.5 and rep.options["mini_batch"] == 2
     assert sum(int(torch.count_nonzero(model[i].weight)) for i in (0, 2, 4)) == rep.k
     assert "stage" in str(rep)

@@ -1,22 +1,26 @@
-"""Choosing the damping from the data: a scale-aware grid searched by held-out loss.
+"""Choosing the damping from the data: a scale-aware grid searched on held-out samples.
 
 The damping ``lambda`` is the ridge added to the empirical Fisher
 ``G^T G / n``; how much ridge is "a lot" depends on the Fisher's own scale,
 which moves over many decades from model to model (gradients of a network
 trained to convergence are tiny). So candidates are multiples of
 :func:`fisher_scale` -- the mean diagonal of ``G^T G / n`` -- and the pruned
-network is judged by its true loss on held-out samples (forward passes only),
-never by the quadratic model's objective, which a small damping lets overfit
-the ``n`` gradient rows.
+network is judged on held-out samples (forward passes only) -- by its
+classification error when the adapter can tell (PyTorch, integer targets),
+then by its loss -- never by the quadratic model's objective, which a small
+damping lets overfit the ``n`` gradient rows. Infinite damping (magnitude
+pruning) is always a candidate, so the choice is never worse than magnitude
+pruning on the held-out samples.
 
-:class:`DampingSearch` runs the search of one stage: a coarse log grid at the
-first stage, refined around its best point; at later stages of CHITA++ only
-the neighbours of the previous stage's choice (relative to the new scale).
+:class:`DampingSearch` lists the candidates of one stage: a log grid at the
+first stage, at later stages of CHITA++ the neighbours of the previous
+stage's choice (relative to the new scale). The stage loop
+(:mod:`chita_opt.pruning.stages`) scores them and keeps the best
+(:func:`best_of`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -24,26 +28,46 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DEFAULT_RELATIVE_GRID", "DampingSearch", "fisher_scale"]
+__all__ = ["DEFAULT_RELATIVE_GRID", "MAGNITUDE", "DampingSearch", "Score", "best_of",
+           "fisher_scale"]
 
 logger = logging.getLogger(__name__)
 
-#: First-stage candidates, as multiples of :func:`fisher_scale`: ten decades
-#: every two, refined to one decade around the best. The largest is close to
-#: magnitude pruning (a huge ridge keeps the kept weights where they were), so
-#: the choice can fall back on it where the quadratic model does not hold.
-DEFAULT_RELATIVE_GRID: tuple[float, ...] = tuple(10.0**e for e in range(-8, 3, 2))
+#: First-stage candidates, as multiples of :func:`fisher_scale`: six decades,
+#: one point every two (measured on the model zoo, docs/benchmarks_zoo.md).
+DEFAULT_RELATIVE_GRID: tuple[float, ...] = (1e-1, 1e-3, 1e-5, 1e-7)
 
 #: Later stages try the previous choice times these factors, then follow the
-#: loss for at most MAX_EXTENSIONS more decades when the best is at an edge.
-LOCAL_FACTORS: tuple[float, ...] = (0.1, 1.0, 10.0)
-MAX_EXTENSIONS = 3
+#: score for at most MAX_EXTENSIONS more steps when the best is at an edge.
+LOCAL_FACTORS: tuple[float, ...] = (1e-2, 1.0, 1e2)
+MAX_EXTENSIONS = 2
 
 #: Held-out losses within this relative margin of the lowest count as ties,
 #: and ties go to the larger damping: where the loss cannot tell candidates
 #: apart (early CHITA++ stages at low sparsity) the conservative choice keeps
 #: the weights near the trained ones and later stages free to go lower.
 TIE_MARGIN = 1e-3
+
+#: The infinite damping: magnitude pruning (the kept weights keep their
+#: values). Always a candidate, so the choice is never worse than magnitude
+#: pruning on the held-out samples.
+MAGNITUDE = math.inf
+
+
+@dataclass(frozen=True)
+class Score:
+    """Held-out evaluation of a pruned network: classification error (if known), then loss."""
+
+    loss: float
+    error: float | None = None
+
+    @classmethod
+    def failed(cls) -> Score:
+        return cls(math.inf, math.inf)
+
+    def key(self) -> tuple[float, float]:
+        """Sort key: error first (0 when unknown), then loss."""
+        return (self.error if self.error is not None else 0.0, self.loss)
 
 
 def fisher_scale(G: np.ndarray | None) -> float:
@@ -58,6 +82,33 @@ def fisher_scale(G: np.ndarray | None) -> float:
     return scale if scale > 0 and math.isfinite(scale) else 1.0
 
 
+def best_of(scores: dict[float, Score], count: int) -> list[float]:
+    """The ``count`` best dampings, best first.
+
+    Lower held-out error first (when known), then lower loss; losses within
+    :data:`TIE_MARGIN` of each other count as equal and the larger damping
+    wins the tie. Candidates with a non-finite loss come last.
+    """
+    if not scores:
+        raise ValueError("damping: no candidate was evaluated")
+    finite = {d: v for d, v in scores.items() if math.isfinite(v.loss)}
+    if not finite:
+        raise RuntimeError(
+            f"damping: every candidate gave a non-finite held-out loss: "
+            f"{ {d: v.loss for d, v in scores.items()} }; check loss_fn and the data"
+        )
+    order: list[float] = []
+    rest = dict(finite)
+    while rest and len(order) < count:
+        low_err = min(v.key()[0] for v in rest.values())
+        same = {d: v for d, v in rest.items() if v.key()[0] == low_err}
+        low = min(v.loss for v in same.values())
+        pick = max(d for d, v in same.items() if v.loss <= low + TIE_MARGIN * abs(low))
+        order.append(pick)
+        del rest[pick]
+    return order
+
+
 @dataclass
 class DampingSearch:
     """Held-out search of the damping, stage after stage.
@@ -68,63 +119,44 @@ class DampingSearch:
         The user's candidates (``damping_grid``): tried as given at every stage.
     relative : sequence of float
         First-stage candidates as multiples of the Fisher scale.
-    refine : int
-        Refinement rounds after the coarse grid: each tries the two log-midpoints
-        around the best point so far.
     """
 
     absolute: Sequence[float] | None = None
     relative: Sequence[float] = DEFAULT_RELATIVE_GRID
-    refine: int = 1
     previous: float | None = field(default=None, init=False)  # relative choice of the last stage
+    _scale: float = field(default=1.0, init=False)
 
-    def run(self, loss_at: Callable[[float], float], scale: float | None) -> float:
-        """The damping with the lowest ``loss_at(damping)`` (ties: the larger, see TIE_MARGIN)."""
+    def run(self, score_at: Callable[[float], Score], scale: float | None) -> None:
+        """Evaluate the stage's candidates through ``score_at(damping)`` (results kept there)."""
         if self.absolute is not None:
-            return _best({d: loss_at(d) for d in sorted(self.absolute, reverse=True)})
-        s = 1.0 if scale is None else scale
+            for d in sorted(self.absolute, reverse=True):
+                score_at(d)
+            return
+        s = self._scale = 1.0 if scale is None else scale
+        score_at(MAGNITUDE)
         if self.previous is None:
-            grid = sorted(self.relative, reverse=True)
-            losses = {r: loss_at(r * s) for r in grid}
-            step = _log_step(grid)
-            for _ in range(self.refine if step else 0):
-                best = _best(losses)
-                step /= 2
-                for r in (best * 10**step, best / 10**step):
-                    if r not in losses:
-                        losses[r] = loss_at(r * s)
-        else:
-            losses = {r: loss_at(r * s) for r in sorted(
-                (self.previous * f for f in LOCAL_FACTORS), reverse=True)}
-            # Follow the loss downhill while the best is at an edge of the window.
-            lo, hi = min(self.relative), max(self.relative)
-            for _ in range(MAX_EXTENSIONS):
-                best = _best(losses)
-                if best == max(losses) and best * 10 <= hi:
-                    nxt = best * 10
-                elif best == min(losses) and best / 10 >= lo:
-                    nxt = best / 10
-                else:
-                    break
-                losses[nxt] = loss_at(nxt * s)
-        chosen = _best(losses)
-        self.previous = chosen
-        logger.info("damping: chose %g (x Fisher scale %.3g) from %s", chosen * s, s, losses)
-        return chosen * s
+            for r in sorted(self.relative, reverse=True):
+                score_at(r * s)
+            return
+        seen = {r: score_at(r * s) for r in sorted(
+            (self.previous * f for f in LOCAL_FACTORS), reverse=True)}
+        # Follow the score while the best is at an edge of the window.
+        step = LOCAL_FACTORS[-1]
+        lo, hi = min(self.relative) / step, max(self.relative) * step
+        for _ in range(MAX_EXTENSIONS):
+            best = best_of(seen, 1)[0]
+            if best == max(seen) and best * step <= hi:
+                nxt = best * step
+            elif best == min(seen) and best / step >= lo:
+                nxt = best / step
+            else:
+                break
+            seen[nxt] = score_at(nxt * s)
 
-
-def _log_step(grid: Sequence[float]) -> float:
-    """Decades between neighbouring grid points (0 for a single point)."""
-    logs = sorted(math.log10(g) for g in grid if g > 0)
-    return min((b - a for a, b in itertools.pairwise(logs)), default=0.0)
-
-
-def _best(losses: dict[float, float]) -> float:
-    finite = {d: v for d, v in losses.items() if math.isfinite(v)}
-    if not finite:
-        raise RuntimeError(
-            f"damping: every candidate gave a non-finite held-out loss: {losses}; check "
-            "loss_fn and the data"
-        )
-    low = min(finite.values())
-    return max(d for d, v in finite.items() if v <= low + TIE_MARGIN * abs(low))
+    def accept(self, damping: float) -> None:
+        """Record the stage's final choice; later stages search around it."""
+        if math.isinf(damping):
+            self.previous = max(self.relative)
+        elif self.absolute is None:
+            self.previous = damping / self._scale
+        logger.info("damping: chose %g (Fisher scale %.3g)", damping, self._scale)

@@ -20,7 +20,6 @@ masks back into the model; this module sees numpy arrays only.
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -32,9 +31,17 @@ import numpy as np
 from .._validation import check_nonnegative, check_positive_int, check_sparsity, describe
 from ..problem import k_from_sparsity
 from ..result import Status
+from ._checks import (
+    as_sequence,
+    check_groups,
+    check_mask,
+    check_ranking,
+    check_w0,
+    resolve_blocks,
+)
 from .blocks import _progress
-from .damping import DampingSearch
-from .layout import ParamLayout, uniform_blocks
+from .damping import DampingSearch, Score
+from .layout import ParamLayout
 from .report import LayerSparsity, PruneReport, StageRecord
 from .schedules import sparsity_schedule
 from .stages import GradientFn, StageContext, run_stage
@@ -67,7 +74,7 @@ def multistage_prune(
     method: str = "chita",
     damping: float | str = DEFAULT_DAMPING,
     damping_grid: Sequence[float] | None = None,
-    evaluate: Callable[[np.ndarray], float] | None = None,
+    evaluate: Callable[[np.ndarray], Any] | None = None,
     first_order: bool = False,
     first_order_scale: float = 1.0,
     mask: Any = None,
@@ -111,8 +118,10 @@ def multistage_prune(
         are solved and the one whose weights have the lowest ``evaluate`` wins.
     damping_grid : sequence of float, optional
         Absolute candidates for ``damping="auto"``.
-    evaluate : callable ``w -> float``, optional
-        Held-out loss of the network at flat weights ``w`` (required by
+    evaluate : callable ``w -> Score`` (or ``-> float``), optional
+        Held-out loss of the network at flat weights ``w`` (a
+        :class:`~chita_opt.pruning.damping.Score` with the classification
+        error too, or a plain loss; required by
         ``damping="auto"``; with ``first_order=True`` it also guards the
         first-order term: each stage keeps the solution with or without it,
         whichever has the lower held-out loss).
@@ -164,7 +173,7 @@ def multistage_prune(
         With ``weights`` (the pruned flat vector) and ``mask``.
     """
     clock = time.perf_counter()
-    w = _check_w0(w0)
+    w = check_w0(w0)
     p = w.size
     if layout is not None:
         if not isinstance(layout, ParamLayout):
@@ -187,7 +196,7 @@ def multistage_prune(
     if not auto:
         damping = check_nonnegative(damping, "damping")
     grid = None if damping_grid is None else [
-        check_nonnegative(d, "damping_grid") for d in _as_sequence(damping_grid, "damping_grid")]
+        check_nonnegative(d, "damping_grid") for d in as_sequence(damping_grid, "damping_grid")]
     if grid is not None and not grid:
         raise ValueError("damping_grid: expected at least one damping, got an empty sequence")
     if evaluate is not None and not callable(evaluate):
@@ -197,9 +206,9 @@ def multistage_prune(
     if not isinstance(first_order, (bool, np.bool_)):
         raise TypeError(f"first_order: expected a bool, got {describe(first_order)}")
     first_order_scale = check_nonnegative(first_order_scale, "first_order_scale")
-    alive = _check_mask(mask, p)
-    block_list = _resolve_blocks(block_size, blocks, layout, p)
-    ranking = _check_ranking(block_ranking, p)
+    alive = check_mask(mask, p)
+    block_list = resolve_blocks(block_size, blocks, layout, p)
+    ranking = check_ranking(block_ranking, p)
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError(
             "executor: expected an object with a submit(fn, *args) method, "
@@ -210,7 +219,7 @@ def multistage_prune(
         if block_list is None:
             raise ValueError("max_columns: only meaningful with blocks; set block_size or blocks")
     needs_gradients = info.needs_design
-    groups, group_cap = _check_groups(groups, group_cap, p)
+    groups, group_cap = check_groups(groups, group_cap, p)
     if groups is not None and block_list is not None:
         raise ValueError("block_size/blocks: the block approximation does not support group caps")
     if needs_gradients and not callable(gradient_fn):
@@ -260,7 +269,7 @@ def multistage_prune(
         executor=executor,
         max_columns=max_columns,
         progress=progress,
-        evaluate=evaluate if needs_gradients else None,
+        evaluate=_as_scorer(evaluate) if needs_gradients else None,
         search=DampingSearch(absolute=grid) if auto else None,
         wide_skip_swaps=info.accepts("max_swaps"),
         groups=groups,
@@ -338,6 +347,18 @@ def multistage_prune(
     return report
 
 
+def _as_scorer(evaluate: Callable[[np.ndarray], Any] | None) -> Any:
+    """``evaluate`` returning a :class:`Score` (a plain float is the loss)."""
+    if evaluate is None:
+        return None
+
+    def score(w: np.ndarray) -> Score:
+        value = evaluate(w)
+        return value if isinstance(value, Score) else Score(float(value))
+
+    return score
+
+
 #: A stage that moves the weights by more than this multiple of their norm
 #: triggers a warning. On MLPNet (benchmarks/mlpnet_levers.py --probe) the
 #: stages of good runs moved them by 0.003-0.4, one-stage pruning by 0.53-0.75
@@ -384,96 +405,3 @@ def layer_sparsities(layout: ParamLayout, w: np.ndarray) -> list[LayerSparsity]:
             layout.names, layout.shapes, layout.sizes, layout.offsets, strict=True
         )
     ]
-
-
-# ------------------------------------------------------------------ validation
-def _check_w0(w0: Any) -> np.ndarray:
-    from .._validation import check_vector
-
-    arr = np.asarray(w0) if not isinstance(w0, np.ndarray) else w0
-    if arr.ndim != 1:
-        raise ValueError(f"w0: expected a 1-D array of weights, got {describe(arr)}")
-    if arr.size == 0:
-        raise ValueError("w0: expected at least one weight, got an empty array")
-    return check_vector(arr, "w0", arr.size)
-
-
-def _check_mask(mask: Any, p: int) -> np.ndarray:
-    if mask is None:
-        return np.ones(p, dtype=bool)
-    arr = np.asarray(mask)
-    if arr.dtype != np.bool_:
-        raise TypeError(f"mask: expected a boolean array of length {p}, got {describe(arr)}")
-    if arr.shape != (p,):
-        raise ValueError(f"mask: expected a boolean array of length {p}, got {describe(arr)}")
-    return arr.copy()
-
-
-def _resolve_blocks(
-    block_size: Any, blocks: Any, layout: ParamLayout | None, p: int
-) -> list[tuple[int, int]] | None:
-    if block_size is not None and blocks is not None:
-        raise TypeError("block_size/blocks: expected at most one of them, got both")
-    if block_size is not None:
-        size = int(check_positive_int(block_size, "block_size"))  # type: ignore[arg-type]
-        if layout is not None:
-            return layout.blocks(size)
-        return uniform_blocks(0, p, size)
-    if blocks is None:
-        return None
-    out = []
-    try:
-        for a, b in blocks:
-            out.append((int(a), int(b)))
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"blocks: expected a sequence of (start, stop) pairs, got {describe(blocks)}"
-        ) from None
-    out.sort()
-    pos = 0
-    for a, b in out:
-        if a != pos or b <= a:
-            raise ValueError(
-                f"blocks: expected non-empty, disjoint blocks covering [0, {p}), got a gap or "
-                f"overlap at ({a}, {b})"
-            )
-        pos = b
-    if pos != p:
-        raise ValueError(f"blocks: expected blocks covering [0, {p}), got coverage up to {pos}")
-    return out
-
-
-def _check_groups(groups: Any, cap: Any, p: int) -> tuple[np.ndarray | None, int | None]:
-    if groups is None:
-        if cap is not None:
-            raise TypeError("group_cap: expected nothing without groups, got a value")
-        return None, None
-    arr = np.asarray(groups)
-    if arr.shape != (p,) or not np.issubdtype(arr.dtype, np.integer) or (arr < 0).any():
-        raise ValueError(
-            f"groups: expected {p} non-negative integer group ids, got {describe(groups)}"
-        )
-    return arr.astype(np.int64), int(check_positive_int(cap, "group_cap"))  # type: ignore[arg-type]
-
-
-def _check_ranking(ranking: Any, p: int) -> np.ndarray | None:
-    if isinstance(ranking, str):
-        if ranking != "magnitude":
-            raise ValueError(
-                f"block_ranking: expected 'magnitude' or an array of {p} scores, got {ranking!r}"
-            )
-        return None
-    from .._validation import check_vector
-
-    return check_vector(ranking, "block_ranking", p)
-
-
-
-
-def _as_sequence(value: Any, name: str) -> list[Any]:
-    if isinstance(value, (str, bytes)) or isinstance(value, numbers.Number):
-        raise TypeError(f"{name}: expected a sequence of numbers, got {describe(value)}")
-    try:
-        return list(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected a sequence of numbers, got {describe(value)}") from None

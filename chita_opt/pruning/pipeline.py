@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import PruneConfig
+from .damping import Score
 from .multistage import multistage_prune
 from .protocol import FrameworkAdapter
 from .report import PruneReport
@@ -120,8 +121,8 @@ def run_pipeline(
             if held_out is not None:
                 recorded["held_out"] = "given"
 
-            def evaluate(w: np.ndarray) -> float:
-                return adapter.loss(w, batches)
+            def evaluate(w: np.ndarray) -> Score:
+                return adapter.evaluate(w, batches)
 
         gradient_fn = _GradientRows(adapter, source)
     recorded.update(options or {})

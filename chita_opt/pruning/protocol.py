@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .damping import Score
 from .layout import ParamLayout
 
 __all__ = ["FrameworkAdapter"]
@@ -73,8 +74,9 @@ class FrameworkAdapter(Protocol):
         """
         ...
 
-    def loss(self, w: np.ndarray, batches: Iterable[Any]) -> float:
-        """Mean loss (sample-weighted) of the model at weights ``w`` over ``batches``."""
+    def evaluate(self, w: np.ndarray, batches: Iterable[Any]) -> Score:
+        """Mean loss (sample-weighted) at weights ``w`` over ``batches``, and the
+        classification error when the adapter can tell (else ``error=None``)."""
         ...
 
     def write(self, w: np.ndarray, mask: np.ndarray) -> Any:

@@ -50,9 +50,10 @@ class StageRecord:
         The damping the stage was solved with (``None`` without gradients).
     damping_losses : dict or None
         With ``damping="auto"``: the held-out loss of the pruned network for
-        every damping tried at this stage (the chosen one is the lowest).
-    held_out_loss : float or None
-        Held-out loss of the network after the stage, when held-out data was used.
+        every candidate damping of the search (``inf`` is magnitude pruning).
+    held_out_loss, held_out_error : float or None
+        Held-out loss (and classification error, when the adapter can tell) of
+        the network after the stage, when held-out data was used.
     first_order_used : bool or None
         With the first-order term and held-out data: whether the stage kept the
         solution with the term (``False``: the one without it had the lower
@@ -75,6 +76,7 @@ class StageRecord:
     damping: float | None = None
     damping_losses: dict[float, float] | None = None
     held_out_loss: float | None = None
+    held_out_error: float | None = None
     first_order_used: bool | None = None
 
 

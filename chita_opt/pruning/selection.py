@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_nonnegative
-from .multistage import ModelValidityWarning, _as_sequence, _move_message, _moved_too_far
+from ._checks import as_sequence
+from .multistage import ModelValidityWarning, _move_message, _moved_too_far
 from .report import PruneReport
 
 __all__ = ["DEFAULT_DAMPING_GRID", "DampingSelection", "select_damping"]
@@ -76,7 +77,7 @@ def select_damping(
     grid : sequence of float
         Dampings to try (non-negative).
     """
-    values = [check_nonnegative(d, "grid") for d in _as_sequence(grid, "grid")]
+    values = [check_nonnegative(d, "grid") for d in as_sequence(grid, "grid")]
     if not values:
         raise ValueError("grid: expected at least one damping, got an empty sequence")
     losses: dict[float, float] = {}

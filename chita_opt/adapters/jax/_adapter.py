@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import describe
+from ...pruning.damping import Score
 from ._layout import PytreeLayout, Select
 
 LossFn = Callable[[Any, Any, Any], Any]
@@ -169,8 +170,15 @@ class JaxAdapter:
         masks: Any = None,
         chunk_size: int | None = None,
         eval_batch: int = 1024,
+        error_fn: LossFn | None = None,
     ) -> None:
         check_callable(loss_fn)
+        if error_fn is not None and not callable(error_fn):
+            raise TypeError(
+                "error_fn: expected None or a callable error_fn(params, inputs, targets) -> "
+                f"fraction wrong, got {describe(error_fn)}"
+            )
+        self.error_fn = error_fn
         self.loss_fn = loss_fn
         self.params = params
         self.layout = PytreeLayout.from_params(params, select)
@@ -233,9 +241,19 @@ class JaxAdapter:
             out[r0 : r0 + rows] = block if cols is None else block[:, cols]
 
     # -------------------------------------------------------------------- loss
-    def loss(self, w: np.ndarray, batches: Iterable[Any]) -> float:
-        return mean_loss(self.loss_fn, self.layout.unflatten_params(w, self.params), batches,
-                         self.eval_batch)
+    def evaluate(self, w: np.ndarray, batches: Iterable[Any]) -> Score:
+        """Mean loss at ``w``; the error too when an ``error_fn`` was given.
+
+        A JAX adapter sees a loss function, not the model's outputs, so it can
+        only count classification errors through ``error_fn(params, x, y)``
+        (the fraction wrong on a batch).
+        """
+        params = self.layout.unflatten_params(w, self.params)
+        batches = list(batches) if self.error_fn is not None else batches
+        loss = mean_loss(self.loss_fn, params, batches, self.eval_batch)
+        if self.error_fn is None:
+            return Score(loss)
+        return Score(loss, mean_loss(self.error_fn, params, batches, self.eval_batch))
 
 
 def mean_loss(loss_fn: LossFn, params: Any, batches: Iterable[Any], batch_size: int) -> float:

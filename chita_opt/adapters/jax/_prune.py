@@ -16,10 +16,11 @@ from ._layout import PytreeLayout, Select
 
 
 def _adapter(loss_fn: Any, params: Any, select: Select, masks: Any, chunk_size: Any,
-             layout: PytreeLayout | None = None) -> JaxAdapter:
+             layout: PytreeLayout | None = None, error_fn: Any = None) -> JaxAdapter:
     check_callable(loss_fn)
     chunk = check_positive_int(chunk_size, "chunk_size", allow_none=True)
-    adapter = JaxAdapter(loss_fn, params, select=select, masks=masks, chunk_size=chunk)
+    adapter = JaxAdapter(loss_fn, params, select=select, masks=masks, chunk_size=chunk,
+                         error_fn=error_fn)
     if layout is not None:
         adapter.layout = layout
     return adapter
@@ -36,6 +37,7 @@ def prune(
     masks: Any = None,
     chunk_size: int | None = None,
     output_axis: int = -1,
+    error_fn: LossFn | None = None,
     **settings: Any,
 ) -> tuple[Any, Any, PruneReport]:
     """Prune a pytree of parameters with CHITA / CHITA++ (or magnitude pruning).
@@ -64,6 +66,11 @@ def prune(
         Which axis of a weight leaf indexes outputs, for ``pattern="N:M"``
         (groups run along the others): -1 for Flax / Haiku kernels ``(in, out)``,
         0 for ``(out, in)`` matrices used as ``x @ w.T``.
+    error_fn : callable, optional
+        ``error_fn(params, inputs, targets) -> fraction wrong`` on a batch: with
+        it the damping choice ranks candidates by held-out classification error
+        first, then loss (what the PyTorch adapter does by itself for class-index
+        targets); without it, by loss.
     **settings
         The fields of :class:`~chita_opt.pruning.PruneConfig` (the same as
         :func:`chita_opt.adapters.torch.prune`): ``sparsity`` (required unless
@@ -81,7 +88,7 @@ def prune(
         ``True`` where a weight may be non-zero (all ``True`` in leaves not selected).
     report : PruneReport
     """
-    adapter = _adapter(loss_fn, params, select, masks, chunk_size)
+    adapter = _adapter(loss_fn, params, select, masks, chunk_size, error_fn=error_fn)
     if output_axis not in (0, -1) or isinstance(output_axis, bool):
         raise ValueError(f"output_axis: expected -1 or 0, got {output_axis!r}")
     adapter.output_axis = output_axis

@@ -19,6 +19,7 @@ from torch.func import functional_call, grad, vmap
 from torch.utils import _pytree as pytree
 
 from ...pruning import ParamLayout
+from ...pruning.damping import Score
 from . import _data
 from ._select import Select, Target, flat_weights, layout_of, select_targets
 from ._state import write_back
@@ -222,16 +223,38 @@ class TorchAdapter:
         return tuple(torch.stack([g[i] for g in rows]) for i in range(len(diff)))
 
     # -------------------------------------------------------------------- loss
-    def loss(self, w: np.ndarray, batches: Iterable[Any]) -> float:
+    def evaluate(self, w: np.ndarray, batches: Iterable[Any]) -> Score:
+        """Mean loss at ``w``; with class-index targets also the classification error.
+
+        The error is counted when the outputs are ``(batch, classes)`` scores and
+        the targets integer class indices ``(batch,)`` -- what ``F.cross_entropy``
+        and ``F.nll_loss`` take. The damping choice ranks candidates by error
+        first: on networks the pruning breaks, the loss is dominated by a few
+        confident mistakes (docs/benchmarks_zoo.md).
+        """
         params = dict(zip(self.keys, self._tensors(w), strict=True))
         total = 0.0
+        wrong = 0
         count = 0
+        classes = True
         with _SubstitutedWeights(self.model, self.targets), torch.no_grad():
             for x, y in batches:
                 bs = _data.batch_len(x, y)
                 out = functional_call(self.model, params, (_data.to_device(x, self.device),))
-                total += float(self.loss_fn(out, _data.to_device(y, self.device))) * bs
+                y = _data.to_device(y, self.device)
+                total += float(self.loss_fn(out, y)) * bs
                 count += bs
+                classes = classes and _is_classification(out, y)
+                if classes:
+                    wrong += int((out.argmax(dim=1) != y).sum())
         if count == 0:
             raise ValueError("held_out: expected at least one (inputs, targets) batch, got none")
-        return total / count
+        return Score(total / count, wrong / count if classes else None)
+
+
+def _is_classification(out: Any, y: Any) -> bool:
+    return (
+        torch.is_tensor(out) and torch.is_tensor(y) and out.ndim == 2 and y.ndim == 1
+        and out.shape[0] == y.shape[0] and not torch.is_floating_point(y)
+        and not torch.is_complex(y) and y.dtype != torch.bool
+    )

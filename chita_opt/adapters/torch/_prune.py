@@ -147,7 +147,7 @@ def select_damping(
     try:
         return _select_damping(
             lambda d: run_pipeline(adapter, data, cfg.replace(damping=d)),
-            lambda rep: adapter.loss(rep.weights, batches),
+            lambda rep: adapter.evaluate(rep.weights, batches).loss,
             grid,
         )
     except BaseException:
@@ -203,7 +203,7 @@ def held_out_loss(
     """Mean ``loss_fn`` of the model (eval mode) over ``data`` (batch-size weighted)."""
     adapter = _adapter(model, loss_fn, select, params, None, True)
     w, _ = adapter.flat_weights()
-    return adapter.loss(w, adapter.batches(data))
+    return adapter.evaluate(w, adapter.batches(data)).loss
 
 
 def _check_dtype(dtype: Any) -> np.dtype:

@@ -110,6 +110,8 @@ def solve(
     l2: float = 0.0,
     w_bar: Any = None,
     c: Any = None,
+    groups: Any = None,
+    group_k: Any = None,
     method: str = "chita",
     threads: int | None = None,
     **options: Any,
@@ -123,10 +125,17 @@ def solve(
         (then ``y``, ``k``, ``l2``, ``w_bar`` and ``c`` must not be given).
     y : array_like (n,)
         Response.
-    k : int
-        Maximum number of non-zeros.
+    k : int, optional
+        Maximum number of non-zeros (required without ``groups``; with them
+        the default is the sum of the caps).
     l2, w_bar, c
         Ridge strength, ridge centre and linear term (see :class:`L0Problem`).
+    groups, group_k
+        Group caps: ``groups[j]`` is coordinate j's group id, ``group_k`` the
+        most non-zeros per group (an int, or one per group id), e.g.
+        ``groups=np.arange(p) // 4, group_k=2`` for 2:4 sparsity. Supported by
+        the methods in ``chita_opt.solvers._group_caps.GROUP_CAP_METHODS``;
+        others raise ``ValueError``.
     method : str, default "chita"
         One of :func:`available_methods`: ``"magnitude"``, ``"backsolve"``,
         ``"iht"``, ``"active_set"``, ``"swap"``, ``"chita"``, ``"mip"``,
@@ -153,6 +162,8 @@ def solve(
             "l2": l2 != 0.0,
             "w_bar": w_bar is not None,
             "c": c is not None,
+            "groups": groups is not None,
+            "group_k": group_k is not None,
         }
         extra = [name for name, was_given in given.items() if was_given]
         if extra:
@@ -163,13 +174,26 @@ def solve(
     else:
         if y is None:
             raise TypeError("y: expected an array of length n, got None")
-        if k is None:
+        if k is None and groups is None:
             raise TypeError("k: expected an integer in [0, p], got None")
-        problem = L0Problem(A, y, k, l2=l2, w_bar=w_bar, c=c)
+        problem = L0Problem(A, y, k, l2=l2, w_bar=w_bar, c=c, groups=groups, group_k=group_k)
     fn = _lookup(method)
     _check_options(method, fn, options)
+    _check_group_caps(method, problem)
     with blas_threads(threads):
         return fn(problem, **options)
+
+
+def _check_group_caps(method: str, problem: L0Problem) -> None:
+    if problem.group_caps is None:
+        return
+    from ._group_caps import GROUP_CAP_METHODS
+
+    if method not in GROUP_CAP_METHODS:
+        raise ValueError(
+            f"groups: method {method!r} does not support group caps; expected one of "
+            f"{sorted(GROUP_CAP_METHODS)}, or no groups/group_k"
+        )
 
 
 @contextmanager
@@ -239,6 +263,7 @@ def solve_path(
         raise ValueError("ks: expected at least one value, got an empty sequence")
     fn = _lookup(method)
     _check_options(method, fn, options)
+    _check_group_caps(method, base)
     accepts_w0 = "w0" in inspect.signature(fn).parameters
     if "w0" in options or "support" in options:
         raise TypeError("w0/support: solve_path chains warm starts itself; do not pass them")

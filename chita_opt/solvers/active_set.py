@@ -21,7 +21,15 @@ from .._kernels.cd import cd_support_sweeps
 from ..problem import L0Problem
 from ..result import Solution
 from . import register
-from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
+from ._common import (
+    Stopwatch,
+    check_tol,
+    make_solution,
+    resolve_max_iter,
+    select_support,
+    start_point,
+    top_k,
+)
 from ._workset import add_gain, restrict
 from .iht import initial_point, lipschitz_constant, run_iht
 
@@ -107,7 +115,7 @@ def run_active_set(
         g = P.gradient_from_residual(w, r)
         # coordinates a full-dimensional step would bring in
         v = w - step * g
-        proposed = top_k(np.abs(v), k)
+        proposed = select_support(P, np.abs(v))  # top-k, or the projection under caps
         entering = np.setdiff1d(proposed, W, assume_unique=True)
         if entering.size == 0:
             converged = True

@@ -25,6 +25,7 @@ from ..problem import L0Problem
 from ..result import Solution
 from . import register
 from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
+from ._group_caps import perturb_support
 from ._refit import refit
 from ._workset import add_gain
 from .active_set import run_active_set
@@ -69,6 +70,9 @@ def _perturb(
         gain = add_gain(problem, problem.gradient(w))[outside]
         outside = outside[top_k(gain, pool_size)]
     s = int(rng.integers(1, min(3, support.size, outside.size) + 1))
+    if problem.group_caps is not None:  # random swaps that keep every group cap
+        res = refit(problem, perturb_support(problem.group_caps, support, outside, rng, s))
+        return res.w if res.bounded else w
     leave = rng.choice(support, size=s, replace=False)
     enter = rng.choice(outside, size=s, replace=False)
     new_support = np.union1d(np.setdiff1d(support, leave), enter)[:k]

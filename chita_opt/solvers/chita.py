@@ -48,7 +48,13 @@ _WIDE_NO_SWAPS_NK = 4_000_000
 
 
 def _restarts_default(problem: L0Problem) -> int:
-    return 24 if problem.p <= _SMALL_P and problem.n * problem.p <= _SMALL_NP else 0
+    if problem.p > _SMALL_P or problem.n * problem.p > _SMALL_NP:
+        return 0
+    # Group caps shrink the single-swap neighbourhood (a full group allows only
+    # swaps inside it), so there are more swap-local optima to escape: with 24
+    # restarts one of 800 small capped instances ended 61% above the optimum,
+    # with 48 none in the same 800 (tests/test_group_caps.py instances).
+    return 48 if problem.group_caps is not None else 24
 
 
 def _max_swaps_default(problem: L0Problem) -> int:

@@ -275,6 +275,10 @@ class _WoodburySystem(_SupportSystem):
             if float(np.linalg.norm(residual)) <= target:
                 break
             wS += apply_hi(residual)
+        else:
+            # refinement did not converge (columns scaled over ~1e7 against l2):
+            # the held point is inexact, so the caller must finish with a refit
+            self.inexact = True
         self.wS = wS
         self.r = P.y - BS @ wS
 
@@ -462,7 +466,8 @@ def run_swaps(
     system.refine()
     w_full = np.zeros(P.p)
     w_full[system.support] = system.wS
-    return SwapResult(w_full, n_swaps, local_opt, history, system.reg > 0)
+    inexact = getattr(system, "inexact", False)
+    return SwapResult(w_full, n_swaps, local_opt, history, system.reg > 0 or inexact)
 
 
 def _allowed(caps: Any, support: np.ndarray, j: int, slots: np.ndarray | None) -> np.ndarray | None:

@@ -42,6 +42,7 @@ __all__ = [
     "make_group_caps",
     "mask_infeasible_pairs",
     "perturb_support",
+    "random_feasible_start",
 ]
 
 #: Methods of ``chita_opt.solve`` that honour ``groups`` / ``group_k``. The one
@@ -256,3 +257,21 @@ def perturb_support(
         support[slot] = j
         pool = np.concatenate([pool[pool != j], [i]])
     return np.sort(support)
+
+
+def random_feasible_start(problem: Any, rng: np.random.Generator) -> np.ndarray:
+    """The exact refit on a uniformly scored random feasible support of size ``k``.
+
+    A fresh start for iterated local search: under caps the basins of the
+    swap search are narrower, and perturbing the best point by a few swaps
+    alone can stay in the wrong one.
+    """
+    from ._refit import refit  # the refit imports the problem, which imports this module
+
+    support = problem.group_caps.project(rng.random(problem.p), problem.k)
+    res = refit(problem, support)
+    if res.bounded:
+        return res.w
+    w = np.zeros(problem.p)
+    w[support] = problem.w_bar[support]
+    return w

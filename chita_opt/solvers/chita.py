@@ -25,7 +25,7 @@ from ..problem import L0Problem
 from ..result import Solution
 from . import register
 from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
-from ._group_caps import perturb_support
+from ._group_caps import perturb_support, random_feasible_start
 from ._refit import refit
 from ._workset import add_gain
 from .active_set import run_active_set
@@ -45,6 +45,11 @@ _SMALL_NP = 250_000
 # seconds).
 _WIDE_MAX_SWAPS = 50
 _WIDE_NO_SWAPS_NK = 4_000_000
+
+
+# Under group caps every this-many-th restart starts from a random feasible
+# support instead of a perturbation of the best one (see _restarts_default).
+_CAPPED_FRESH_EVERY = 4
 
 
 def _restarts_default(problem: L0Problem) -> int:
@@ -162,8 +167,11 @@ def solve_chita(
         if f_pol < f_best:
             w_best, f_best = w_pol, f_pol
         history.append(f_best)
-    for _ in range(n_restarts):
-        w_try = _perturb(P, w_best, rng, pool_size=max(2 * P.k, 16))
+    for i in range(n_restarts):
+        if P.group_caps is not None and i % _CAPPED_FRESH_EVERY == _CAPPED_FRESH_EVERY - 1:
+            w_try = random_feasible_start(P, rng)
+        else:
+            w_try = _perturb(P, w_best, rng, pool_size=max(2 * P.k, 16))
         w_pol, s, _ = swap_polish(P, w_try, max_swaps=max_swaps, candidates=swap_candidates)
         n_swaps += s
         f_pol = P.objective(w_pol)

@@ -41,6 +41,7 @@ from .iht import initial_point
 __all__ = ["SwapResult", "run_swaps", "solve_swap", "swap_polish"]
 
 _REFRESH_EVERY = 64
+_DENSE_UP_TO = 256  # supports this small always use the explicit k x k inverse
 _REL_REG = 1e-9
 _BATCH = 64
 _MAX_SCORED_SLOTS = 1024
@@ -392,7 +393,11 @@ def run_swaps(
         res = refit(P, np.arange(P.p) if k else np.empty(0, dtype=np.int64))
         return SwapResult(res.w, 0, True, [], False)
     support = _fill_support(P, w)
-    system_cls = _WoodburySystem if support.size > P.n else _DenseSystem
+    # The Woodbury form only pays off for large supports; on small ones it
+    # loses digits that the k x k inverse keeps (badly scaled columns with k > n
+    # and a small l2: it missed improving swaps worth 25% of f, p = 11, k = 8).
+    wide = support.size > max(P.n, _DENSE_UP_TO)
+    system_cls = _WoodburySystem if wide else _DenseSystem
     system = system_cls(P, support)
     col_sq = P.col_sq_norms
     caps = P.group_caps

@@ -288,6 +288,13 @@ def _batch_gain(Hs: np.ndarray, bs: np.ndarray, ridge: bool) -> tuple[np.ndarray
 
 def _batch_gain_eigh(Hs: np.ndarray, bs: np.ndarray, ridge: bool) -> tuple[np.ndarray, int | None]:
     k = Hs.shape[-1]
+    # Jacobi-scale first, as refit does, so that a tiny but informative column
+    # is not taken for the null space (columns scaled 1e-2 .. 8e3 with l2 = 0
+    # were reported "unbounded" with c = 0); b_S^T H_SS^+ b_S is unchanged.
+    d = np.sqrt(np.maximum(np.diagonal(Hs, axis1=1, axis2=2), 0.0))
+    d = np.where(d > 0, d, 1.0)
+    Hs = Hs / (d[:, :, None] * d[:, None, :])
+    bs = bs / d
     evals, evecs = np.linalg.eigh(Hs)
     if ridge:  # H_SS >= l2 I: nothing to drop, f is bounded on every support
         safe = np.maximum(evals, np.finfo(np.float64).tiny)

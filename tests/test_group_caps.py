@@ -220,7 +220,7 @@ def test_swap_helpers_keep_every_cap(case, seed):
     # the pair mask marks exactly the swaps that break a cap
     delta = np.zeros((S.size, outside.size))
     mask_infeasible_pairs(caps, caps.counts(S), S, outside, delta)
-    for a, i in enumerate(S):
+    for a in range(S.size):
         for b, j in enumerate(outside):
             T = np.append(np.delete(S, a), j)
             assert np.isinf(delta[a, b]) == (not counts_ok(groups, cd, k, T))

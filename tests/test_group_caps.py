@@ -328,6 +328,8 @@ def test_solve_path_and_is_feasible_keep_the_caps():
     assert not P.is_feasible(w) and L0Problem(A, y, 2).is_feasible(w)
     with pytest.raises(ValueError, match="groups: method 'mip'"):
         chita_opt.solve_path(P, [1, 2], method="mip")
+    from_arrays = chita_opt.solve_path(A, y, [1, 2, 4], groups=groups, group_k=1)
+    assert [s.objective for s in from_arrays] == [s.objective for s in sols[:3]]
 
 
 def test_results_are_deterministic():
@@ -367,3 +369,18 @@ def test_brute_force_does_not_call_badly_scaled_supports_unbounded():
         f_star = (oracle_optimum(replace(inst, k=4), np.zeros(8, dtype=np.int64), 4)
                   if g is None else oracle_optimum(replace(inst, k=4), g, gk))
         assert abs(sol.objective - f_star) <= 1e-7 * max(abs(f_star), 1.0)
+
+
+def test_benchmark_script_smoke():
+    """benchmarks/group_caps.py runs (tiny sizes) and every capped result is 2:4."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "group_caps.py"), "--smoke"],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("|")][2:]
+    assert len(rows) == 3 and all(row.rstrip(" |").endswith("yes") for row in rows)
+    assert "group_caps.py --smoke" in proc.stdout and "# thread env" in proc.stdout

@@ -234,6 +234,8 @@ def solve_path(
     l2: float = 0.0,
     w_bar: Any = None,
     c: Any = None,
+    groups: Any = None,
+    group_k: Any = None,
     method: str = "chita",
     threads: int | None = None,
     **options: Any,
@@ -250,10 +252,13 @@ def solve_path(
             ks, y = y, None
         if y is not None:
             raise TypeError("y: expected nothing besides an L0Problem, got a value")
+        if groups is not None or group_k is not None:
+            raise TypeError("groups/group_k: expected nothing besides an L0Problem (it holds "
+                            "the caps), got values; use problem.replace(groups=..., group_k=...)")
     else:
         if y is None:
             raise TypeError("y: expected an array of length n, got None")
-        base = L0Problem(A, y, 0, l2=l2, w_bar=w_bar, c=c)
+        base = L0Problem(A, y, 0, l2=l2, w_bar=w_bar, c=c, groups=groups, group_k=group_k)
     if ks is None:
         raise TypeError("ks: expected a sequence of integers, got None")
     if isinstance(ks, (int, np.integer)):

@@ -1,13 +1,14 @@
 """The validated L0-constrained least-squares problem.
 
     minimize   f(w) = 1/2 ||y - A w||^2 + (l2/2) ||w - w_bar||^2 + c^T w
-    subject to ||w||_0 <= k
+    subject to ||w||_0 <= k   (and, optionally, at most N_g non-zeros in each group g)
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from ._validation import (
     check_vector,
     describe,
 )
+
+if TYPE_CHECKING:
+    from .solvers._group_caps import GroupCaps
 
 __all__ = ["L0Problem", "k_from_sparsity"]
 
@@ -42,14 +46,24 @@ class L0Problem:
         converted to float64); C- or Fortran-ordered arrays are used without a copy.
     y : array_like, shape (n,)
         Response.
-    k : int
-        Maximum number of non-zeros, in ``[0, p]``.
+    k : int, optional
+        Maximum number of non-zeros, in ``[0, p]``. Required without
+        ``groups``; with them it defaults to the sum of the caps, and a larger
+        ``k`` is clipped to that sum (the largest feasible support).
     l2 : float, default 0
         Ridge strength (``>= 0``).
     w_bar : array_like, shape (p,), optional
         Ridge centre (default zeros).
     c : array_like, shape (p,), optional
         Linear term (default zeros).
+    groups : array_like of int, shape (p,), optional
+        Each coordinate's group id (any non-negative integers), e.g.
+        ``np.arange(p) // 4`` for N:4 sparsity of consecutive coordinates.
+    group_k : int, sequence or mapping, required with ``groups``
+        Most non-zeros per group: one int for every group, a sequence indexed
+        by group id, or a mapping ``{group id: cap}``. Caps above a group's
+        size are clipped to it. Stored as given (read-only) in ``group_k``;
+        the validated structure is ``group_caps``.
 
     Notes
     -----
@@ -61,11 +75,13 @@ class L0Problem:
         self,
         A: Any,
         y: Any,
-        k: int,
+        k: int | None = None,
         *,
         l2: float = 0.0,
         w_bar: Any = None,
         c: Any = None,
+        groups: Any = None,
+        group_k: Any = None,
     ) -> None:
         A = check_design(A, "A")
         n, p = A.shape
@@ -73,7 +89,17 @@ class L0Problem:
         A.setflags(write=False)
         object.__setattr__(self, "A", A)
         object.__setattr__(self, "y", _readonly(check_vector(y, "y", n)))
-        object.__setattr__(self, "k", check_k(k, p, "k"))
+        caps = _group_caps(groups, group_k, p)
+        if k is None and caps is None:
+            raise TypeError(f"k: expected an integer in [0, {p}], got None")
+        k = caps.total if k is None else check_k(k, p, "k")
+        if caps is not None:
+            k = min(k, caps.total)
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "group_caps", caps)
+        object.__setattr__(self, "groups", None if caps is None else _readonly(
+            np.array(groups, dtype=np.int64)))
+        object.__setattr__(self, "group_k", None if caps is None else _frozen(group_k))
         object.__setattr__(self, "l2", check_nonnegative(l2, "l2"))
         object.__setattr__(
             self, "w_bar", _readonly(check_vector(w_bar, "w_bar", p, default_zero=True))
@@ -98,11 +124,13 @@ class L0Problem:
     @classmethod
     def _from_checked(
         cls, A: np.ndarray, y: np.ndarray, k: int, l2: float, w_bar: np.ndarray, c: np.ndarray,
-        col_sq_norms: np.ndarray | None = None,
+        col_sq_norms: np.ndarray | None = None, caps_of: L0Problem | None = None,
     ) -> L0Problem:
         """Internal: a problem from parts already validated (no pass over ``A``).
 
-        For rescaled copies of a validated problem; ``col_sq_norms`` seeds the cache.
+        For rescaled copies of a validated problem; ``col_sq_norms`` seeds the
+        cache, and the group caps of ``caps_of`` carry over (scaling the data
+        does not change which supports are feasible).
         """
         self = object.__new__(cls)
         A = A.view()
@@ -113,6 +141,8 @@ class L0Problem:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "k", int(k))
         object.__setattr__(self, "l2", float(l2))
+        for name in ("group_caps", "groups", "group_k"):
+            object.__setattr__(self, name, None if caps_of is None else getattr(caps_of, name))
         if col_sq_norms is not None:
             self.__dict__["col_sq_norms"] = _readonly(np.array(col_sq_norms, dtype=np.float64))
         return self
@@ -221,8 +251,11 @@ class L0Problem:
         return g
 
     def is_feasible(self, w: Any) -> bool:
-        """Whether ``w`` has at most ``k`` non-zeros."""
-        return int(np.count_nonzero(self._check_w(w))) <= self.k
+        """Whether ``w`` has at most ``k`` non-zeros (and respects every group cap)."""
+        support = np.flatnonzero(self._check_w(w))
+        if self.group_caps is not None:
+            return self.group_caps.is_feasible(support, self.k)
+        return support.size <= self.k
 
     # ---------------------------------------------------------- derivatives
     def with_k(self, k: int) -> L0Problem:
@@ -230,8 +263,11 @@ class L0Problem:
         return self.replace(k=k)
 
     def replace(self, **changes: Any) -> L0Problem:
-        """A new problem with some of ``A, y, k, l2, w_bar, c`` replaced."""
-        allowed = {"A", "y", "k", "l2", "w_bar", "c"}
+        """A new problem with some of ``A, y, k, l2, w_bar, c, groups, group_k`` replaced.
+
+        Group caps are kept unless replaced; ``groups=None`` drops them.
+        """
+        allowed = {"A", "y", "k", "l2", "w_bar", "c", "groups", "group_k"}
         unknown = set(changes) - allowed
         if unknown:
             raise TypeError(
@@ -244,7 +280,11 @@ class L0Problem:
             "l2": self.l2,
             "w_bar": self.w_bar,
             "c": self.c,
+            "groups": self.groups,
+            "group_k": self.group_k,
         }
+        if "groups" in changes and changes["groups"] is None and "group_k" not in changes:
+            changes = {**changes, "group_k": None}
         fields.update(changes)
         A, y, k = fields.pop("A"), fields.pop("y"), fields.pop("k")
         return L0Problem(A, y, k, **fields)
@@ -318,8 +358,31 @@ class L0Problem:
         return (
             f"L0Problem(n={self.n}, p={self.p}, k={self.k}, l2={self.l2:g}, "
             f"dtype={self.dtype}, w_bar={'set' if self.has_w_bar else 'zero'}, "
-            f"c={'set' if self.has_c else 'zero'})"
+            f"c={'set' if self.has_c else 'zero'}"
+            + ("" if self.group_caps is None else
+               f", groups={self.group_caps.n_groups} with caps summing to {self.group_caps.total}")
+            + ")"
         )
+
+
+def _group_caps(groups: Any, group_k: Any, p: int) -> GroupCaps | None:
+    if groups is None:
+        if group_k is not None:
+            raise TypeError(f"group_k: expected None without groups, got {describe(group_k)}")
+        return None
+    # imported here: the group-caps module lives with the solvers, which import this one
+    from .solvers._group_caps import make_group_caps
+
+    return make_group_caps(groups, group_k, p)
+
+
+def _frozen(group_k: Any) -> Any:
+    """``group_k`` as given, but immutable (an array read-only, a mapping a proxy of a copy)."""
+    if isinstance(group_k, (int, np.integer)):
+        return int(group_k)
+    if hasattr(group_k, "keys"):
+        return MappingProxyType({int(g): int(v) for g, v in group_k.items()})
+    return _readonly(np.array(group_k, dtype=np.int64))
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:

@@ -198,7 +198,7 @@ def _full_solver(
         )
         options = _stage_options(ctx, problem, final) if method == ctx.method else {}
         if ctx.groups is not None and final:
-            options.update(groups=ctx.groups[idx], group_k=ctx.group_cap)
+            problem = problem.replace(groups=ctx.groups[idx], group_k=ctx.group_cap)
         sol = solve(problem, method=method, **options)
         t2 = time.perf_counter()
         check_status(sol.status, sol.message, method, t)

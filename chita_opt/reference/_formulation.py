@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..problem import L0Problem
+from ._group_constraints import group_cap_constraints
 from ._spectral import EIG_RTOL, Spectral
 
 __all__ = ["LeastSquaresFactor", "MipModel", "build_model"]
@@ -108,6 +109,7 @@ def build_model(
         w <= M * z,
         w >= -M * z,
         cp.sum(z) <= k,
+        *group_cap_constraints(z, problem.group_caps),
     ]
     linear = problem.c - l2 * problem.w_bar
     objective = 0.5 * scale * s + linear @ w

@@ -170,5 +170,7 @@ def rescale(problem: L0Problem) -> Scaling | None:
             f"A, y: expected data whose scales float64 can hold after rescaling, got {reason} "
             f"(l2 = {l2:g}); rescale the columns of A (and y) yourself"
         )
-    scaled = L0Problem(A2, y2, problem.k, l2=l2_2, w_bar=w_bar2, c=c2)
+    # Column scales do not change which supports are feasible: the caps carry over.
+    scaled = L0Problem(A2, y2, problem.k, l2=l2_2, w_bar=w_bar2, c=c2,
+                       groups=problem.groups, group_k=problem.group_k)
     return Scaling(scaled, t, float(rho), reason)

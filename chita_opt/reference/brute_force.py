@@ -83,15 +83,18 @@ def brute_force(
     l2: float = 0.0,
     w_bar: Any = None,
     c: Any = None,
+    groups: Any = None,
+    group_k: Any = None,
     max_supports: int | None = None,
 ) -> Solution:
     """Exact minimiser of f over ``||w||_0 <= k`` by enumerating all supports.
 
     Parameters
     ----------
-    A, y, k, l2, w_bar, c
+    A, y, k, l2, w_bar, c, groups, group_k
         The problem data, or an :class:`~chita_opt.L0Problem` as ``A`` (as in
-        :func:`chita_opt.solve`).
+        :func:`chita_opt.solve`). With group caps only the feasible supports
+        are evaluated (all ``C(p, k)`` are still generated and filtered).
     max_supports : int, optional
         Refuse to enumerate more than this many supports. By default the
         limit is what takes about a minute on a small machine.
@@ -113,7 +116,8 @@ def brute_force(
         When ``C(p, k)`` is too large, suggesting :func:`solve_mip`, or when
         the data's scales do not fit in float64 even after rescaling.
     """
-    return _solve(A, y, k, l2=l2, w_bar=w_bar, c=c, method="brute_force", max_supports=max_supports)
+    return _solve(A, y, k, l2=l2, w_bar=w_bar, c=c, groups=groups, group_k=group_k,
+                  method="brute_force", max_supports=max_supports)
 
 
 def _too_large_message(p: int, k: int, count: int, limit: int | None) -> str:
@@ -156,6 +160,8 @@ def _enumerate_and_refit(problem: L0Problem, clock: Stopwatch, count: int) -> So
     logger.debug("brute_force: enumerating %d supports of size %d", count, k)
     H = _gram(problem)
     b = _linear_term(problem)
+    if problem.group_caps is not None:
+        return _solve_capped(problem, H, b, clock, count)
     values, unbounded_support = _enumerate(H, b, p, k, ridge=problem.l2 > 0)
     if unbounded_support is not None:
         fit = refit(problem, unbounded_support)
@@ -180,6 +186,50 @@ def _enumerate_and_refit(problem: L0Problem, clock: Stopwatch, count: int) -> So
             best_w, best_f = fit.w, f
     assert best_w is not None
     return _finish(problem, best_w, clock, count, f"enumerated all {count:,} supports of size {k}")
+
+
+def _solve_capped(
+    problem: L0Problem, H: np.ndarray, b: np.ndarray, clock: Stopwatch, count: int
+) -> Solution:
+    """Enumeration over the supports of size k within the group caps.
+
+    Every feasible support extends to a feasible one of exactly ``k`` (``k`` is
+    clipped to the sum of the caps: the rank of the truncated partition matroid),
+    so those are the only ones evaluated. The best few of each batch are kept.
+    """
+    caps, p, k = problem.group_caps, problem.p, problem.k
+    best_supports, best_gains, n_feasible = [], [], 0
+    for idx in _batches(p, k):
+        counts = np.zeros((idx.shape[0], caps.n_groups), dtype=np.int64)
+        np.add.at(counts, (np.arange(idx.shape[0])[:, None], caps.labels[idx]), 1)
+        idx = idx[np.all(counts <= caps.cap, axis=1)]
+        if idx.size == 0:
+            continue
+        n_feasible += idx.shape[0]
+        gain, unbounded = _batch_gain(H[idx[:, :, None], idx[:, None, :]], b[idx],
+                                      problem.l2 > 0)
+        if unbounded is not None:
+            fit = refit(problem, idx[unbounded])
+            return make_solution(
+                problem, fit.w, method="brute_force", status="unbounded", stopwatch=clock,
+                n_iter=count, message=(
+                    f"f is unbounded below: on support {idx[unbounded].tolist()} the linear "
+                    "term has a component in the null space of A_S (l2 = 0)"),
+            )
+        top = np.argsort(-gain, kind="stable")[:_N_FINALISTS]
+        best_supports.append(idx[top])
+        best_gains.append(gain[top])
+    gains = np.concatenate(best_gains)
+    supports = np.concatenate(best_supports)
+    best_w, best_f = None, np.inf
+    for r in np.argsort(-gains, kind="stable")[:_N_FINALISTS]:
+        fit = refit(problem, supports[r])
+        f = problem.objective(fit.w)
+        if f < best_f:
+            best_w, best_f = fit.w, f
+    assert best_w is not None
+    return _finish(problem, best_w, clock, n_feasible,
+                   f"enumerated all {n_feasible:,} supports of size {k} within the group caps")
 
 
 def _finish(
@@ -267,6 +317,13 @@ def _batch_gain(Hs: np.ndarray, bs: np.ndarray, ridge: bool) -> tuple[np.ndarray
 
 def _batch_gain_eigh(Hs: np.ndarray, bs: np.ndarray, ridge: bool) -> tuple[np.ndarray, int | None]:
     k = Hs.shape[-1]
+    # Jacobi-scale first, as refit does, so that a tiny but informative column
+    # is not taken for the null space (columns scaled 1e-2 .. 8e3 with l2 = 0
+    # were reported "unbounded" with c = 0); b_S^T H_SS^+ b_S is unchanged.
+    d = np.sqrt(np.maximum(np.diagonal(Hs, axis1=1, axis2=2), 0.0))
+    d = np.where(d > 0, d, 1.0)
+    Hs = Hs / (d[:, :, None] * d[:, None, :])
+    bs = bs / d
     evals, evecs = np.linalg.eigh(Hs)
     if ridge:  # H_SS >= l2 I: nothing to drop, f is bounded on every support
         safe = np.maximum(evals, np.finfo(np.float64).tiny)

@@ -48,7 +48,7 @@ from ..problem import L0Problem
 from ..result import Solution, Status
 from ..solvers import register
 from ..solvers import solve as _solve
-from ..solvers._common import Stopwatch, hard_threshold
+from ..solvers._common import Stopwatch, project
 from ..solvers._refit import refit
 from ._backend import SOLVERS, Backend, Outcome, check_solver, import_backend, run_model
 from ._big_m import BigM, derive_big_m
@@ -302,8 +302,8 @@ def _check_warm_start(warm_start: Any, problem: L0Problem) -> np.ndarray | None:
     if isinstance(warm_start, Solution):
         warm_start = np.asarray(warm_start.w)
     w = check_vector(warm_start, "warm_start", problem.p)
-    if np.count_nonzero(w) > problem.k:
-        w = hard_threshold(w, problem.k)
+    if not problem.is_feasible(w):  # an infeasible warm start would give a wrong bound
+        w = project(problem, w)
     return w
 
 

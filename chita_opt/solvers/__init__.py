@@ -65,6 +65,8 @@ def solve(
     l2: float = 0.0,
     w_bar: Any = None,
     c: Any = None,
+    groups: Any = None,
+    group_k: Any = None,
     method: str = "chita",
     threads: int | None = None,
     **options: Any,
@@ -78,10 +80,17 @@ def solve(
         (then ``y``, ``k``, ``l2``, ``w_bar`` and ``c`` must not be given).
     y : array_like (n,)
         Response.
-    k : int
-        Maximum number of non-zeros.
+    k : int, optional
+        Maximum number of non-zeros (required without ``groups``; with them
+        the default is the sum of the caps).
     l2, w_bar, c
         Ridge strength, ridge centre and linear term (see :class:`L0Problem`).
+    groups, group_k
+        Group caps: ``groups[j]`` is coordinate j's group id, ``group_k`` the
+        most non-zeros per group (an int, or one per group id), e.g.
+        ``groups=np.arange(p) // 4, group_k=2`` for 2:4 sparsity. Supported by
+        the methods whose ``method_info(m).group_caps`` is true; others raise
+        ``ValueError``.
     method : str, default "chita"
         One of :func:`available_methods` (the list below is generated from the
         registry; :func:`method_info` tells each method's capabilities and
@@ -110,6 +119,8 @@ def solve(
             "l2": l2 != 0.0,
             "w_bar": w_bar is not None,
             "c": c is not None,
+            "groups": groups is not None,
+            "group_k": group_k is not None,
         }
         extra = [name for name, was_given in given.items() if was_given]
         if extra:
@@ -120,11 +131,12 @@ def solve(
     else:
         if y is None:
             raise TypeError("y: expected an array of length n, got None")
-        if k is None:
+        if k is None and groups is None:
             raise TypeError("k: expected an integer in [0, p], got None")
-        problem = L0Problem(A, y, k, l2=l2, w_bar=w_bar, c=c)
+        problem = L0Problem(A, y, k, l2=l2, w_bar=w_bar, c=c, groups=groups, group_k=group_k)
     fn = _lookup(method)
     _check_options(method, fn, options)
+    _check_group_caps(method, problem)
     with blas_threads(threads):
         return fn(problem, **options)
 
@@ -133,6 +145,17 @@ if solve.__doc__:  # the method list, from the registry (absent under python -OO
     solve.__doc__ = solve.__doc__.replace(
         "{methods}", methods_table().replace("\n", "\n        ")
     )
+
+
+def _check_group_caps(method: str, problem: L0Problem) -> None:
+    if problem.group_caps is None:
+        return
+    if not method_info(method).group_caps:
+        supported = [m for m in available_methods() if method_info(m).group_caps]
+        raise ValueError(
+            f"groups: method {method!r} does not support group caps; expected one of "
+            f"{supported}, or no groups/group_k"
+        )
 
 
 @contextmanager
@@ -173,6 +196,8 @@ def solve_path(
     l2: float = 0.0,
     w_bar: Any = None,
     c: Any = None,
+    groups: Any = None,
+    group_k: Any = None,
     method: str = "chita",
     threads: int | None = None,
     **options: Any,
@@ -189,10 +214,13 @@ def solve_path(
             ks, y = y, None
         if y is not None:
             raise TypeError("y: expected nothing besides an L0Problem, got a value")
+        if groups is not None or group_k is not None:
+            raise TypeError("groups/group_k: expected nothing besides an L0Problem (it holds "
+                            "the caps), got values; use problem.replace(groups=..., group_k=...)")
     else:
         if y is None:
             raise TypeError("y: expected an array of length n, got None")
-        base = L0Problem(A, y, 0, l2=l2, w_bar=w_bar, c=c)
+        base = L0Problem(A, y, 0, l2=l2, w_bar=w_bar, c=c, groups=groups, group_k=group_k)
     if ks is None:
         raise TypeError("ks: expected a sequence of integers, got None")
     if isinstance(ks, (int, np.integer)):
@@ -202,6 +230,7 @@ def solve_path(
         raise ValueError("ks: expected at least one value, got an empty sequence")
     fn = _lookup(method)
     _check_options(method, fn, options)
+    _check_group_caps(method, base)
     accepts_w0 = "w0" in inspect.signature(fn).parameters
     if "w0" in options or "support" in options:
         raise TypeError("w0/support: solve_path chains warm starts itself; do not pass them")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..problem import L0Problem
 from ..result import Solution, Status
-from ._common import Stopwatch, make_solution, start_point, top_k
+from ._common import Stopwatch, make_solution, select_support, start_point
 from ._ranking import magnitude_support
 from ._refit import refit
 from ._scaling import Scaling
@@ -60,9 +60,9 @@ def _start_support(user: L0Problem, scaled: L0Problem, w0, support) -> np.ndarra
     if support is not None:
         return support
     if w0 is not None and np.any(w0):
-        return top_k(np.abs(w0), user.k)
+        return select_support(user, np.abs(w0))
     if user.has_w_bar:
-        return top_k(np.abs(user.w_bar), user.k)
+        return select_support(user, np.abs(user.w_bar))
     return magnitude_support(scaled)
 
 

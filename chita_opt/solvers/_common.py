@@ -17,8 +17,10 @@ __all__ = [
     "check_tol",
     "hard_threshold",
     "make_solution",
+    "project",
     "renamed",
     "resolve_budget",
+    "select_support",
     "start_point",
     "top_k",
 ]
@@ -61,6 +63,27 @@ def hard_threshold(v: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def select_support(problem: L0Problem, scores: np.ndarray) -> np.ndarray:
+    """The best feasible support by ``scores >= 0``: top-k, or the greedy under group caps.
+
+    With group caps this is the exact projection's support (see ``_group_caps``).
+    """
+    caps = problem.group_caps
+    if caps is None:
+        return top_k(scores, problem.k)
+    return caps.project(scores, problem.k)
+
+
+def project(problem: L0Problem, v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto the feasible set: ``H_k(v)``, or its group-capped version."""
+    if problem.group_caps is None:
+        return hard_threshold(v, problem.k)
+    out = np.zeros_like(v)
+    idx = select_support(problem, np.abs(v))
+    out[idx] = v[idx]
+    return out
+
+
 def resolve_budget(value: Any, name: str, default: int, *, minimum: int = 1) -> int:
     """An iteration/round/swap budget: ``default`` for None, else an integer >= ``minimum``."""
     if value is None:
@@ -96,16 +119,29 @@ def start_point(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Validate warm starts. Returns ``(w0, support)``, each possibly None.
 
-    ``w0`` with more than ``k`` non-zeros is projected with ``H_k``; a given
-    ``support`` must have at most ``k`` indices.
+    An infeasible ``w0`` (more than ``k`` non-zeros, or over a group cap) is
+    projected; a given ``support`` must be feasible (at most ``k`` indices and
+    within the group caps).
     """
     if w0 is not None:
         w0 = check_vector(w0, "w0", problem.p)
-        if np.count_nonzero(w0) > problem.k:
-            w0 = hard_threshold(w0, problem.k)
+        if not problem.is_feasible(w0):
+            w0 = project(problem, w0)
     if support is not None:
         support = check_support(support, problem.p, "support", k=problem.k)
+        _check_support_caps(problem, support)
     return w0, support
+
+
+def _check_support_caps(problem: L0Problem, support: np.ndarray) -> None:
+    caps = problem.group_caps
+    over = None if caps is None else caps.violation(support)
+    if over is not None:
+        g, count, cap = over
+        raise ValueError(
+            f"support: expected at most group_k={cap} indices in group {g} (groups/group_k), "
+            f"got {count}"
+        )
 
 
 def make_solution(
@@ -134,6 +170,12 @@ def make_solution(
     if support.size > problem.k:  # a bug, never a user error: refuse to return it
         raise AssertionError(
             f"internal error: method {method!r} produced {support.size} non-zeros > k={problem.k}"
+        )
+    over = None if problem.group_caps is None else problem.group_caps.violation(support)
+    if over is not None:  # likewise a bug: no method may return a point over a group cap
+        raise AssertionError(
+            f"internal error: method {method!r} put {over[1]} non-zeros in group {over[0]} "
+            f"(cap {over[2]})"
         )
     if status == "max_iter" and warn:
         warnings.warn(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..problem import L0Problem
-from ._common import top_k
+from ._common import select_support
 
 __all__ = ["magnitude_support", "marginal_scores"]
 
@@ -25,10 +25,14 @@ def marginal_scores(problem: L0Problem) -> tuple[np.ndarray, np.ndarray]:
 
 
 def magnitude_support(problem: L0Problem, w0: np.ndarray | None = None) -> np.ndarray:
-    """Support of magnitude pruning: top-k of ``|w0|``, else ``|w_bar|``, else marginal gain."""
+    """Support of magnitude pruning: top-k of ``|w0|``, else ``|w_bar|``, else marginal gain.
+
+    Under group caps: the largest scores of each group within its cap, then
+    the largest of those within ``k`` (the exact projection's support).
+    """
     if w0 is not None and np.any(w0):
-        return top_k(np.abs(w0), problem.k)
+        return select_support(problem, np.abs(w0))
     if problem.has_w_bar:
-        return top_k(np.abs(problem.w_bar), problem.k)
+        return select_support(problem, np.abs(problem.w_bar))
     gain, _ = marginal_scores(problem)
-    return top_k(gain, problem.k)
+    return select_support(problem, np.maximum(gain, 0.0))

@@ -45,7 +45,7 @@ class MethodInfo:
     deprecated : tuple of (old, new) pairs
         Old option names still accepted with a ``DeprecationWarning``.
     group_caps : bool
-        Whether it accepts per-group cardinality caps (none does yet).
+        Whether it honours per-group cardinality caps (``groups`` / ``group_k``).
     """
 
     name: str
@@ -80,16 +80,19 @@ METHODS: tuple[MethodInfo, ...] = (
         "magnitude", "chita_opt.solvers.magnitude",
         "keep the k largest |w_bar| (or |w0|) at their values", needs_design=False,
         warm_start=True, options=_opts("w0"),
+        group_caps=True,
     ),
     MethodInfo(
         "backsolve", "chita_opt.solvers.backsolve",
         "exact refit on the magnitude support (or a given one)", warm_start=True,
         options=_opts(*_WARM),
+        group_caps=True,
     ),
     MethodInfo(
         "iht", "chita_opt.solvers.iht",
         "iterative hard thresholding with CHITA's step-size search", warm_start=True,
         options=_opts(*_ITERATIVE, "max_iter", "refit_after", "lipschitz"),
+        group_caps=True,
     ),
     MethodInfo(
         "active_set", "chita_opt.solvers.active_set",
@@ -98,6 +101,7 @@ METHODS: tuple[MethodInfo, ...] = (
         options=_opts(*_ITERATIVE, "max_rounds", "max_iter", "ws_factor", "inner_max_iter",
                       "cd_sweeps"),
         deprecated=(("max_iter", "max_rounds"),),
+        group_caps=True,
     ),
     MethodInfo(
         "swap", "chita_opt.solvers.swap",
@@ -105,6 +109,7 @@ METHODS: tuple[MethodInfo, ...] = (
         warm_start=True,
         options=_opts(*_WARM, "tol", "max_swaps", "swap_candidates", "max_iter", "candidates"),
         deprecated=(("max_iter", "max_swaps"), ("candidates", "swap_candidates")),
+        group_caps=True,
     ),
     MethodInfo(
         "chita", "chita_opt.solvers.chita",
@@ -113,16 +118,19 @@ METHODS: tuple[MethodInfo, ...] = (
         options=_opts(*_ITERATIVE, "max_rounds", "max_iter", "restarts", "ws_factor",
                       "swap_candidates", "max_swaps"),
         deprecated=(("max_iter", "max_rounds"),),
+        group_caps=True,
     ),
     MethodInfo(
         "brute_force", "chita_opt.reference.brute_force",
         "enumerate every support (tiny p); certifies optimality", exact=True,
         options=_opts("max_supports"),
+        group_caps=True,
     ),
     MethodInfo(
         "mip", "chita_opt.reference.mip",
         "mixed-integer QP through CVXPY/SCIP; certifies optimality with a gap", exact=True,
         options=_opts("time_limit", "solver", "warm_start", "verbose"),
+        group_caps=True,
     ),
 )
 

@@ -112,7 +112,8 @@ class Scaling:
             scaled = P
         else:  # the data were validated with P; a power-of-two scale keeps them finite
             col_sq = P.col_sq_norms if A is P.A else None  # same A: same norms
-            scaled = L0Problem._from_checked(A, P.y / beta, P.k, l2, w_bar, c, col_sq)
+            scaled = L0Problem._from_checked(A, P.y / beta, P.k, l2, w_bar, c, col_sq,
+                                             caps_of=P)
         return cls(P, scaled, s, alpha, beta)
 
     @property

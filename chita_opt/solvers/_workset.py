@@ -20,6 +20,8 @@ def restrict(problem: L0Problem, columns: np.ndarray, k: int | None = None) -> L
     """
     columns = np.asarray(columns, dtype=np.int64)
     k = min(problem.k if k is None else k, columns.size)
+    # group caps carry over (the sub-problem's k is clipped to its own caps)
+    groups = None if problem.groups is None else problem.groups[columns]
     return L0Problem(
         gather_columns(problem.A, columns, dtype=problem.A.dtype),
         problem.y,
@@ -27,6 +29,8 @@ def restrict(problem: L0Problem, columns: np.ndarray, k: int | None = None) -> L
         l2=problem.l2,
         w_bar=problem.w_bar[columns],
         c=problem.c[columns],
+        groups=groups,
+        group_k=problem.group_k,
     )
 
 

@@ -22,7 +22,7 @@ from .._validation import check_int, check_random_state, check_real
 from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
-from ._common import check_tol, renamed, resolve_budget, top_k
+from ._common import check_tol, renamed, resolve_budget, select_support, top_k
 from ._registry import register
 from ._workset import add_gain, restrict
 from .iht import initial_point, lipschitz_constant, run_iht
@@ -109,7 +109,7 @@ def run_active_set(
         g = P.gradient_from_residual(w, r)
         # coordinates a full-dimensional step would bring in
         v = w - step * g
-        proposed = top_k(np.abs(v), k)
+        proposed = select_support(P, np.abs(v))  # top-k, or the projection under caps
         entering = np.setdiff1d(proposed, W, assume_unique=True)
         if entering.size == 0:
             converged = True

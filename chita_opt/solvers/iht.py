@@ -35,7 +35,7 @@ from .._validation import check_int, check_random_state, check_real
 from ..problem import L0Problem
 from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
-from ._common import check_tol, hard_threshold, resolve_budget, top_k
+from ._common import check_tol, project, resolve_budget, select_support
 from ._ranking import magnitude_support
 from ._refit import refit
 from ._registry import register
@@ -130,7 +130,7 @@ class _Steps:
         points, cols, vals, groups = [], [], [], []
         for g_id, tau in enumerate(taus):
             v = self.w - tau * self.g
-            T = top_k(np.abs(v), P.k)
+            T = select_support(P, np.abs(v))  # H_k, or the projection under group caps
             leaving = np.setdiff1d(self.S, T, assume_unique=True)
             entering = np.setdiff1d(T, self.S, assume_unique=True)
             cols += [leaving, entering]
@@ -177,8 +177,8 @@ def run_iht(
     L = lipschitz if lipschitz is not None else lipschitz_constant(P, random_state)
     if L <= 0.0:  # A == 0 and l2 == 0: f is linear, any step is "safe"; use a unit step
         L = 1.0
-    w = hard_threshold(np.asarray(w, dtype=np.float64), k)
-    S = top_k(np.abs(w), k)
+    w = project(P, np.asarray(w, dtype=np.float64))
+    S = select_support(P, np.abs(w))
     # A_S v from a contiguous copy of the support columns when the support is a
     # small part of a C-ordered A (strided rows would cost a full pass; the
     # columns of an F-ordered A, e.g. a working set, are contiguous already).
@@ -243,7 +243,7 @@ def initial_point(problem: L0Problem, w0: np.ndarray | None, support: np.ndarray
     ``w_bar`` is zero).
     """
     if w0 is not None:
-        return hard_threshold(w0, problem.k)
+        return project(problem, w0)
     if support is None:
         support = magnitude_support(problem)
     res = refit(problem, support)

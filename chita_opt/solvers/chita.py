@@ -9,6 +9,12 @@
    selection, and iterated local search -- perturb the best support by a few
    random swaps and polish again -- with a seeded generator, so results are
    reproducible for a given ``random_state``.
+5. On those small problems, a final iterated local search on the explicit
+   p x p Gram matrix (``_local_search.gram_ils``, a Numba kernel that scores
+   every single swap exactly without touching ``A``): local search from the
+   best point so far and from the supports of the largest ``|w_bar|`` and of
+   the ridge solution, then perturb-the-best rounds; its best support is
+   refitted exactly and kept only if it improves f.
 
 The best point found is returned; since the first start is the backsolve and
 every later step only accepts improvements, the result is never worse than
@@ -25,6 +31,7 @@ from ..problem import L0Problem
 from ..result import Solution
 from . import register
 from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
+from ._local_search import check_ils_iters, gram_ils, gram_ils_default, gram_starts
 from ._refit import refit
 from ._workset import add_gain
 from .active_set import run_active_set
@@ -88,6 +95,7 @@ def solve_chita(
     ws_factor: float = 1.5,
     swap_candidates: int | None = None,
     max_swaps: int | None = None,
+    ils_iters: int | None = None,
     random_state: int | None = 0,
 ) -> Solution:
     """CHITA: active-set IHT, coordinate descent, swap search and exact backsolve.
@@ -113,6 +121,13 @@ def solve_chita(
         once ``n k > 4e6``. Reaching the cap is a work budget, not a failure:
         the status stays ``"converged"`` and ``info["swap_local_optimum"]``
         says whether the swap search had finished.
+    ils_iters : int, optional
+        Perturbation rounds of the final Gram-matrix iterated local search
+        (step 5). Default: 0 when ``restarts`` is 0, else up to 1000 on problems
+        with ``p <= 256`` and ``n * p <= 250,000`` (fewer as ``k^2 (p - k)``
+        grows), and 0 on larger problems. Any positive value on a problem
+        with ``p > 256`` forms the p x p Gram matrix, O(n p^2) time, O(p^2)
+        memory.
     random_state : int
         Seed for the restarts and the Lanczos start vector.
     """
@@ -124,6 +139,9 @@ def solve_chita(
     n_restarts = _restarts_default(P) if restarts is None else int(restarts)
     if n_restarts < 0:
         raise ValueError(f"restarts: expected a non-negative integer, got {restarts!r}")
+    n_ils = check_ils_iters(ils_iters)
+    if n_ils is None:
+        n_ils = gram_ils_default(P) if n_restarts > 0 else 0
     if P.k == 0:
         return make_solution(P, np.zeros(P.p), method="chita", status="converged",
                              message="k = 0", stopwatch=clock)
@@ -159,6 +177,15 @@ def solve_chita(
         f_pol = P.objective(w_pol)
         if f_pol < f_best - 1e-12 * max(abs(f_best), 1.0):
             w_best, f_best = w_pol, f_pol
+        history.append(f_best)
+    if n_ils > 0 and 0 < P.k < P.p:
+        w_ils, s = gram_ils(P, gram_starts(P, w_best), n_iter=n_ils,
+                            seed=int(rng.integers(2**31)))
+        n_swaps += s
+        if w_ils is not None:
+            f_ils = P.objective(w_ils)
+            if f_ils < f_best - 1e-12 * max(abs(f_best), 1.0):
+                w_best, f_best = w_ils, f_ils
         history.append(f_best)
     return make_solution(
         P, w_best, method="chita", status="converged" if stage.converged else "max_iter",

@@ -51,17 +51,19 @@ def _value(w, b, S):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
-def _q_sigma(G, Hi, S, j, q):  # pragma: no cover - jitted
-    """q = Hi G_Sj (in place); returns the Schur complement G_jj - G_jS q."""
+def _q_sigma(G, Hi, S, j, q, gS):  # pragma: no cover - jitted
+    """q = Hi G_Sj and gS = G_Sj (in place); returns the Schur complement G_jj - G_jS q."""
     k = S.shape[0]
+    for c in range(k):
+        gS[c] = G[j, S[c]]  # G symmetric, C-ordered: row j is contiguous
     for a in range(k):
         acc = 0.0
         for c in range(k):
-            acc += Hi[a, c] * G[S[c], j]
+            acc += Hi[a, c] * gS[c]
         q[a] = acc
     s = G[j, j]
     for a in range(k):
-        s -= G[S[a], j] * q[a]
+        s -= gS[a] * q[a]
     return s
 
 
@@ -89,27 +91,31 @@ def local_search(G, b, S, in_s, max_swaps, tol):  # pragma: no cover - jitted
 
     ``in_s`` is the boolean membership mask of S (kept in step). A swap is
     made only if it lowers f by more than ``tol`` (absolute). Returns
-    ``(value, n_swaps)`` with ``value = b_S^T G_SS^{-1} b_S`` at the end
-    (f = f(0) - value / 2).
+    ``(value, n_swaps, n_passes)`` with ``value = b_S^T G_SS^{-1} b_S`` at the
+    end (f = f(0) - value / 2) and ``n_passes`` the pair scorings done (each
+    O(k^2 (p - k))).
     """
     p = G.shape[0]
     k = S.shape[0]
     Hi = _inverse(G, S)
     w = _point(Hi, b, S)
     q = np.empty(k)
+    gS = np.empty(k)
     n_swaps = 0
+    n_passes = 0
     since = 0
     while n_swaps < max_swaps:
+        n_passes += 1
         best = -tol
         best_i = -1
         best_j = -1
         for j in range(p):
             if in_s[j]:
                 continue
-            sigma = _q_sigma(G, Hi, S, j, q)
+            sigma = _q_sigma(G, Hi, S, j, q, gS)
             g = -b[j]
             for a in range(k):
-                g += G[j, S[a]] * w[a]
+                g += gS[a] * w[a]
             floor = 1e-12 * G[j, j]
             for i in range(k):
                 d = Hi[i, i]
@@ -124,7 +130,7 @@ def local_search(G, b, S, in_s, max_swaps, tol):  # pragma: no cover - jitted
                     best_j = j
         if best_i < 0:
             break
-        sigma = _q_sigma(G, Hi, S, best_j, q)
+        sigma = _q_sigma(G, Hi, S, best_j, q, gS)
         in_s[S[best_i]] = False
         in_s[best_j] = True
         S[best_i] = best_j
@@ -136,7 +142,7 @@ def local_search(G, b, S, in_s, max_swaps, tol):  # pragma: no cover - jitted
         else:
             _replace(Hi, best_i, q, sigma)
         w = _point(Hi, b, S)
-    return _value(w, b, S), n_swaps
+    return _value(w, b, S), n_swaps, n_passes
 
 
 @njit(cache=True, nogil=True)
@@ -157,12 +163,16 @@ def _perturb(S, in_s, p, max_moves):  # pragma: no cover - jitted
 
 
 @njit(cache=True, nogil=True)
-def iterated_local_search(G, b, starts, n_iter, max_moves, max_swaps, tol, seed):  # pragma: no cover
-    """Local search from each row of ``starts`` (m x k), then ``n_iter`` rounds of
-    perturb-the-best + local search, keeping strict improvements.
+def iterated_local_search(G, b, starts, n_iter, max_moves, max_swaps, tol, max_passes,
+                          seed):  # pragma: no cover - jitted
+    """Local search from each row of ``starts`` (m x k), then up to ``n_iter`` rounds
+    of perturb-the-best + local search, keeping strict improvements.
 
-    Returns ``(best_support, best_value, total_swaps)``; the best support
-    maximises ``b_S^T G_SS^{-1} b_S`` among those visited.
+    The rounds stop early once ``max_passes`` pair scorings have been done in
+    all (a work budget that does not depend on timing, so runs stay
+    reproducible). Returns ``(best_support, best_value, total_swaps,
+    rounds_done)``; the best support maximises ``b_S^T G_SS^{-1} b_S`` among
+    those visited.
     """
     np.random.seed(seed)
     p = G.shape[0]
@@ -170,26 +180,31 @@ def iterated_local_search(G, b, starts, n_iter, max_moves, max_swaps, tol, seed)
     best_S = starts[0].copy()
     best_v = -np.inf
     total = 0
+    passes = 0
     in_s = np.zeros(p, dtype=np.bool_)
     for r in range(starts.shape[0]):
         S = starts[r].copy()
         in_s[:] = False
         for a in range(k):
             in_s[S[a]] = True
-        v, ns = local_search(G, b, S, in_s, max_swaps, tol)
+        v, ns, npass = local_search(G, b, S, in_s, max_swaps, tol)
         total += ns
+        passes += npass
         if v > best_v + 2.0 * tol:
             best_v = v
             best_S[:] = S
-    for _ in range(n_iter):
+    done = 0
+    while done < n_iter and passes < max_passes:
+        done += 1
         S = best_S.copy()
         in_s[:] = False
         for a in range(k):
             in_s[S[a]] = True
         _perturb(S, in_s, p, max_moves)
-        v, ns = local_search(G, b, S, in_s, max_swaps, tol)
+        v, ns, npass = local_search(G, b, S, in_s, max_swaps, tol)
         total += ns
+        passes += npass
         if v > best_v + 2.0 * tol:
             best_v = v
             best_S[:] = S
-    return best_S, best_v, total
+    return best_S, best_v, total, done

@@ -20,26 +20,40 @@ from ..problem import L0Problem
 from ._common import top_k
 from ._refit import refit
 
-__all__ = ["check_ils_iters", "gram_ils", "gram_ils_default", "gram_starts"]
+__all__ = ["check_ils_iters", "gram_ils", "gram_starts", "resolve_ils"]
 
-# The Gram search is offered only while the p x p Gram is cheap to form and
-# hold and a full swap scoring (O(k^2 (p - k))) costs microseconds.
+# The Gram search is offered by default only while the p x p Gram is cheap to
+# form and hold and a full swap scoring (O(k^2 (p - k))) costs microseconds.
 _MAX_P = 256
 _MAX_NP = 250_000
-# Work budget of the default ILS, in flops of swap scoring: iterations are
-# cut so that iterations * k^2 (p - k) stays about this size.
-_WORK_BUDGET = 4e7
 _MAX_ITER = 1000
+# Default work budget, in flops of pair scoring (k^2 (p - k) a pass): rounds stop
+# once the passes done reach it. At p = 30, k = 6 the 1000 rounds cost ~4e6
+# and never reach it; at p = 256 it bounds the search to tens of milliseconds.
+_WORK_BUDGET = 2e7
 _REL_REG = 1e-9
 
 
-def gram_ils_default(problem: L0Problem) -> int:
-    """Default number of ILS iterations: 0 unless the problem is small."""
+def _tiny_ridge(problem: L0Problem) -> bool:
+    return problem.l2 <= 1e-10 * max(float(problem.col_sq_norms.max(initial=0.0)), 1e-300)
+
+
+def resolve_ils(problem: L0Problem, ils_iters: Any, restarts: int) -> tuple[int, float]:
+    """``(rounds, work budget in flops)`` of the Gram search for chita's ``ils_iters``.
+
+    Default (None): 0 when ``restarts`` is 0, on problems with ``p > 256`` or
+    ``n p > 250,000``, or when ``k > n`` without a ridge (then ``A_S^T A_S`` is
+    singular and the Gram scores are meaningless); else 1000 rounds within
+    the default work budget. An explicit value runs that many rounds, unbudgeted.
+    """
+    n_iter = check_ils_iters(ils_iters)
+    if n_iter is not None:
+        return n_iter, np.inf
     P = problem
-    if P.p > _MAX_P or P.n * P.p > _MAX_NP or P.k == 0 or P.k >= P.p:
-        return 0
-    per_iter = P.k * P.k * (P.p - P.k) + P.k**3
-    return int(min(_MAX_ITER, _WORK_BUDGET // max(per_iter, 1)))
+    if (restarts == 0 or P.p > _MAX_P or P.n * P.p > _MAX_NP or P.k == 0 or P.k >= P.p
+            or (P.k > P.n and _tiny_ridge(P))):
+        return 0, 0.0
+    return _MAX_ITER, _WORK_BUDGET
 
 
 def check_ils_iters(value: Any) -> int | None:
@@ -68,7 +82,7 @@ def _gram(problem: L0Problem) -> tuple[np.ndarray, np.ndarray, float]:
     A = np.asarray(P.A, dtype=np.float64)
     G = A.T @ A
     diag = G.diagonal().copy()
-    if P.l2 <= 1e-10 * max(float(diag.max(initial=0.0)), 1e-300):
+    if _tiny_ridge(P):
         # no (useful) ridge: a relative one for scoring only; the result is refitted
         diag = diag * (1.0 + _REL_REG) + P.l2
         diag[diag == 0] = 1.0
@@ -86,6 +100,7 @@ def gram_ils(
     *,
     n_iter: int,
     seed: int,
+    work: float = np.inf,
     max_moves: int = 3,
     max_swaps: int = 1000,
 ) -> tuple[np.ndarray | None, int]:
@@ -93,7 +108,8 @@ def gram_ils(
 
     The support of the largest entries of the ridge solution ``G^{-1} b`` is
     added as a last start. Perturbations always start from the best support
-    found so far and swap 1..``max_moves`` random coordinates.
+    found so far and swap 1..``max_moves`` random coordinates; they stop
+    after ``n_iter`` rounds or once the pair scorings done cost ``work`` flops.
 
     Returns ``(w, n_swaps)``; ``w`` is the exact refit on the best support
     (None if that refit is unbounded).
@@ -120,7 +136,9 @@ def gram_ils(
         return None, 0
     starts_arr = np.ascontiguousarray(np.vstack(rows), dtype=np.int64)
     tol = 1e-13 * max(abs(f0), 1e-300)
-    S, _, n_swaps = iterated_local_search(G, b, starts_arr, int(n_iter), int(max_moves),
-                                          int(max_swaps), tol, int(seed))
+    per_pass = float(P.k * P.k * (P.p - P.k) + P.k)
+    max_passes = np.iinfo(np.int64).max if not np.isfinite(work) else int(work / per_pass)
+    S, _, n_swaps, _ = iterated_local_search(G, b, starts_arr, int(n_iter), int(max_moves),
+                                             int(max_swaps), tol, max_passes, int(seed))
     res = refit(P, np.sort(S))
     return (res.w if res.bounded else None), int(n_swaps)

@@ -31,7 +31,7 @@ from ..problem import L0Problem
 from ..result import Solution
 from . import register
 from ._common import Stopwatch, check_tol, make_solution, resolve_max_iter, start_point, top_k
-from ._local_search import check_ils_iters, gram_ils, gram_ils_default, gram_starts
+from ._local_search import gram_ils, gram_starts, resolve_ils
 from ._refit import refit
 from ._workset import add_gain
 from .active_set import run_active_set
@@ -123,11 +123,13 @@ def solve_chita(
         says whether the swap search had finished.
     ils_iters : int, optional
         Perturbation rounds of the final Gram-matrix iterated local search
-        (step 5). Default: 0 when ``restarts`` is 0, else up to 1000 on problems
-        with ``p <= 256`` and ``n * p <= 250,000`` (fewer as ``k^2 (p - k)``
-        grows), and 0 on larger problems. Any positive value on a problem
-        with ``p > 256`` forms the p x p Gram matrix, O(n p^2) time, O(p^2)
-        memory.
+        (step 5). Default: up to 1000 rounds within a work budget of 2e7 flops
+        of swap scoring (each scoring costs ``k^2 (p - k)``) on problems with
+        ``p <= 256`` and ``n * p <= 250,000``; 0 when ``restarts`` is 0, on
+        larger problems, and when ``k > n`` with ``l2 = 0``. An explicit
+        value runs exactly that many rounds (still with the local searches
+        from the starts); any positive value forms the p x p Gram matrix
+        (O(n p^2) time, O(p^2) memory), whatever the size of the problem.
     random_state : int
         Seed for the restarts and the Lanczos start vector.
     """
@@ -139,9 +141,7 @@ def solve_chita(
     n_restarts = _restarts_default(P) if restarts is None else int(restarts)
     if n_restarts < 0:
         raise ValueError(f"restarts: expected a non-negative integer, got {restarts!r}")
-    n_ils = check_ils_iters(ils_iters)
-    if n_ils is None:
-        n_ils = gram_ils_default(P) if n_restarts > 0 else 0
+    n_ils, ils_work = resolve_ils(P, ils_iters, n_restarts)
     if P.k == 0:
         return make_solution(P, np.zeros(P.p), method="chita", status="converged",
                              message="k = 0", stopwatch=clock)
@@ -179,7 +179,7 @@ def solve_chita(
             w_best, f_best = w_pol, f_pol
         history.append(f_best)
     if n_ils > 0 and 0 < P.k < P.p:
-        w_ils, s = gram_ils(P, gram_starts(P, w_best), n_iter=n_ils,
+        w_ils, s = gram_ils(P, gram_starts(P, w_best), n_iter=n_ils, work=ils_work,
                             seed=int(rng.integers(2**31)))
         n_swaps += s
         if w_ils is not None:

@@ -123,8 +123,8 @@ def solve_chita(
         says whether the swap search had finished.
     ils_iters : int, optional
         Perturbation rounds of the final Gram-matrix iterated local search
-        (step 5). Default: up to 1000 rounds within a work budget of 2e7 flops
-        of swap scoring (each scoring costs ``k^2 (p - k)``) on problems with
+        (step 5). Default: up to 1000 rounds within a work budget of 5e6 pair
+        scores (a full swap scoring scores ``k (p - k)`` pairs) on problems with
         ``p <= 256`` and ``n * p <= 250,000``; 0 when ``restarts`` is 0, on
         larger problems, and when ``k > n`` with ``l2 = 0``. An explicit
         value runs exactly that many rounds (still with the local searches

@@ -90,6 +90,15 @@ def test_default_gating():
     assert resolve_ils(no_ridge_k_gt_n, None, 24)[0] == 0
     sol = co.solve(no_ridge_k_gt_n)
     assert np.count_nonzero(sol.w) <= 8
+    assert "24 restarts" in sol.message  # the Python restarts run instead
+
+
+def test_gram_search_replaces_the_restarts_by_default():
+    problem = _pruning_problem(1)
+    assert "0 restarts" in co.solve(problem).message
+    both = co.solve(problem, restarts=3)  # explicit restarts: both searches run
+    assert "3 restarts" in both.message
+    assert both.objective <= co.solve(problem, restarts=3, ils_iters=0).objective * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("bad", [1.5, "10", True, None.__class__])

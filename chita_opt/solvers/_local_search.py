@@ -38,10 +38,11 @@ def _tiny_ridge(problem: L0Problem) -> bool:
     return problem.l2 <= 1e-10 * max(float(problem.col_sq_norms.max(initial=0.0)), 1e-300)
 
 
-def resolve_ils(problem: L0Problem, ils_iters: Any, restarts: int) -> tuple[int, float]:
+def resolve_ils(problem: L0Problem, ils_iters: Any, restarts: int | None) -> tuple[int, float]:
     """``(rounds, work budget in pair scores)`` of the Gram search for chita's ``ils_iters``.
 
-    Default (None): 0 when ``restarts`` is 0, on problems with ``p > 256`` or
+    ``restarts`` is chita's option (None: default). Default (``ils_iters`` None):
+    0 when ``restarts`` is 0, on problems with ``p > 256`` or
     ``n p > 250,000``, or when ``k > n`` without a ridge (then ``A_S^T A_S`` is
     singular and the Gram scores are meaningless); else 1000 rounds within
     the default work budget. An explicit value runs that many rounds, unbudgeted.
@@ -101,7 +102,7 @@ def gram_ils(
     n_iter: int,
     seed: int,
     work: float = np.inf,
-    max_moves: int = 3,
+    max_moves: int = 4,
     max_swaps: int = 1000,
 ) -> tuple[np.ndarray | None, int]:
     """Best point found by local search from ``starts`` (points or supports) then ILS.

@@ -5,16 +5,19 @@
 2. Active-set IHT with CHITA's step scheme and CD on the support.
 3. Swap local search on working sets (exact pair scoring, rank-one updates),
    which ends on the exact refit of its support.
-4. On problems small enough that it is cheap, more starts: greedy forward
-   selection, and iterated local search -- perturb the best support by a few
-   random swaps and polish again -- with a seeded generator, so results are
-   reproducible for a given ``random_state``.
-5. On those small problems, a final iterated local search on the explicit
-   p x p Gram matrix (``_local_search.gram_ils``, a Numba kernel that scores
-   every single swap exactly without touching ``A``): local search from the
-   best point so far and from the supports of the largest ``|w_bar|`` and of
-   the ridge solution, then perturb-the-best rounds; its best support is
-   refitted exactly and kept only if it improves f.
+4. With ``restarts`` > 0 (the default on small problems where step 5 does
+   not run), more starts: greedy forward selection, and iterated local
+   search -- perturb the best support by a few random swaps and polish
+   again -- with a seeded generator, so results are reproducible for a
+   given ``random_state``.
+5. On small problems, an iterated local search on the explicit p x p Gram
+   matrix (``_local_search.gram_ils``, a Numba kernel that scores every
+   single swap exactly without touching ``A``): local search from the best
+   point so far and from the supports of the largest ``|w_bar|`` and of the
+   ridge solution, then up to 1000 perturb-the-best rounds; its best support
+   is refitted exactly and kept only if it improves f. It does in a few
+   milliseconds far more than the restarts of step 4, which it replaces by
+   default.
 
 The best point found is returned; since the first start is the backsolve and
 every later step only accepts improvements, the result is never worse than
@@ -109,8 +112,11 @@ def solve_chita(
         Relative tolerance of the IHT / CD stages.
     restarts : int, optional
         Iterated-local-search restarts after the first polish, plus a greedy
-        forward-selection start (default 24 on problems with ``p <= 256`` and
-        ``n * p <= 250,000``, else 0).
+        forward-selection start (step 4). Default: 0 where the Gram search
+        (``ils_iters``) runs by default; else 24 on problems with ``p <= 256``
+        and ``n * p <= 250,000`` (there: when ``k > n`` with ``l2 = 0``), and
+        0 on larger problems. 0 turns off both step 4 and, unless ``ils_iters``
+        is given, step 5.
     ws_factor : float
         Working-set size as a multiple of ``k``.
     swap_candidates : int, optional
@@ -126,7 +132,8 @@ def solve_chita(
         (step 5). Default: up to 1000 rounds within a work budget of 5e6 pair
         scores (a full swap scoring scores ``k (p - k)`` pairs) on problems with
         ``p <= 256`` and ``n * p <= 250,000``; 0 when ``restarts`` is 0, on
-        larger problems, and when ``k > n`` with ``l2 = 0``. An explicit
+        larger problems, and when ``k > n`` with ``l2 = 0`` (``A_S^T A_S``
+        singular: step 4 runs instead). An explicit
         value runs exactly that many rounds (still with the local searches
         from the starts); any positive value forms the p x p Gram matrix
         (O(n p^2) time, O(p^2) memory), whatever the size of the problem.
@@ -141,7 +148,9 @@ def solve_chita(
     n_restarts = _restarts_default(P) if restarts is None else int(restarts)
     if n_restarts < 0:
         raise ValueError(f"restarts: expected a non-negative integer, got {restarts!r}")
-    n_ils, ils_work = resolve_ils(P, ils_iters, n_restarts)
+    n_ils, ils_work = resolve_ils(P, ils_iters, None if restarts is None else n_restarts)
+    if restarts is None and n_ils > 0:
+        n_restarts = 0  # the Gram search (step 5) replaces the restarts of step 4
     if P.k == 0:
         return make_solution(P, np.zeros(P.p), method="chita", status="converged",
                              message="k = 0", stopwatch=clock)

@@ -110,3 +110,13 @@ def test_ils_iters_type_errors(bad):
 def test_ils_iters_value_error():
     with pytest.raises(ValueError, match=r"ils_iters: expected a non-negative integer.*-1"):
         co.solve(_pruning_problem(0), ils_iters=-1)
+
+
+def test_linear_term_only_and_float32():
+    # y = 0, w_bar = 0: f(0) = 0, the whole objective comes from c and the ridge
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((8, 14)).astype(np.float32)
+    problem = L0Problem(A, np.zeros(8), 4, l2=0.1, c=rng.standard_normal(14))
+    sol = co.solve(problem)
+    f_opt = _exhaustive(problem)
+    assert sol.objective <= f_opt + 1e-6 * abs(f_opt)

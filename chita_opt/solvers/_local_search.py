@@ -23,7 +23,7 @@ from ._refit import refit
 __all__ = ["check_ils_iters", "gram_ils", "gram_starts", "resolve_ils"]
 
 # The Gram search is offered by default only while the p x p Gram is cheap to
-# form and hold and a full swap scoring (O(k^2 (p - k))) costs microseconds.
+# form and hold and a full swap scoring (O(k (p - k))) costs microseconds.
 _MAX_P = 256
 _MAX_NP = 250_000
 _MAX_ITER = 1000
@@ -136,7 +136,10 @@ def gram_ils(
     if not rows:
         return None, 0
     starts_arr = np.ascontiguousarray(np.vstack(rows), dtype=np.int64)
-    tol = 1e-13 * max(abs(f0), 1e-300)
+    # improvements below rounding level of f (or of the largest one-coordinate
+    # gain, when f(0) is 0) are not moves: they could only cycle
+    scale = max(abs(f0), float(np.max(0.5 * b**2 / G.diagonal())), 1e-300)
+    tol = 1e-13 * scale
     per_pass = float(P.k * (P.p - P.k) + P.k)
     max_passes = np.iinfo(np.int64).max if not np.isfinite(work) else int(work / per_pass)
     S, _, n_swaps, _ = iterated_local_search(G, b, starts_arr, int(n_iter), int(max_moves),

@@ -66,7 +66,7 @@ def test_local_search_values_match_exact_refits():
     S = np.array([0, 1, 2, 3], dtype=np.int64)
     in_s = np.zeros(problem.p, dtype=np.bool_)
     in_s[S] = True
-    value, n_swaps, _ = local_search(G, b, S, in_s, 1000, 1e-13 * f0)
+    value, _, _ = local_search(G, b, S, in_s, 1000, 1e-13 * f0)
     assert sorted(np.flatnonzero(in_s)) == sorted(S)
     f_end = problem.objective(refit(problem, np.sort(S)).w)
     assert f_end == pytest.approx(f0 - value / 2, rel=1e-9)

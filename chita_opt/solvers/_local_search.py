@@ -51,8 +51,14 @@ def resolve_ils(problem: L0Problem, ils_iters: Any, restarts: int | None) -> tup
     if n_iter is not None:
         return n_iter, np.inf
     P = problem
-    if (restarts == 0 or P.p > _MAX_P or P.n * P.p > _MAX_NP or P.k == 0 or P.k >= P.p
-            or (P.k > P.n and _tiny_ridge(P))):
+    if (
+        restarts == 0
+        or P.p > _MAX_P
+        or P.n * P.p > _MAX_NP
+        or P.k == 0
+        or P.k >= P.p
+        or (P.k > P.n and _tiny_ridge(P))
+    ):
         return 0, 0.0
     return _MAX_ITER, _WORK_BUDGET
 
@@ -62,7 +68,9 @@ def check_ils_iters(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"ils_iters: expected a non-negative integer or None, got {describe(value)}")
+        raise TypeError(
+            f"ils_iters: expected a non-negative integer or None, got {describe(value)}"
+        )
     if value < 0:
         raise ValueError(f"ils_iters: expected a non-negative integer or None, got {value!r}")
     return int(value)
@@ -142,7 +150,8 @@ def gram_ils(
     tol = 1e-13 * scale
     per_pass = float(P.k * (P.p - P.k) + P.k)
     max_passes = np.iinfo(np.int64).max if not np.isfinite(work) else int(work / per_pass)
-    S, _, n_swaps, _ = iterated_local_search(G, b, starts_arr, int(n_iter), int(max_moves),
-                                             int(max_swaps), tol, max_passes, int(seed))
+    S, _, n_swaps, _ = iterated_local_search(
+        G, b, starts_arr, int(n_iter), int(max_moves), int(max_swaps), tol, max_passes, int(seed)
+    )
     res = refit(P, np.sort(S))
     return (res.w if res.bounded else None), int(n_swaps)

@@ -32,6 +32,7 @@ KINDS = {
     "cd_sweeps": (1, True, False),
     "refit_after": (1, True, False),
     "restarts": (0, True, True),
+    "ils_iters": (0, True, True),
     "swap_candidates": (1, True, True),
     "candidates": (1, True, True),
     "random_state": (0, True, True),

@@ -116,7 +116,7 @@ METHODS: tuple[MethodInfo, ...] = (
         "active set, swap search and restarts, ending on an exact refit (the default)",
         warm_start=True,
         options=_opts(*_ITERATIVE, "max_rounds", "max_iter", "restarts", "ws_factor",
-                      "swap_candidates", "max_swaps"),
+                      "swap_candidates", "max_swaps", "ils_iters"),
         deprecated=(("max_iter", "max_rounds"),),
         group_caps=True,
     ),

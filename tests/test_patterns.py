@@ -131,3 +131,22 @@ def test_magnitude_two_four_in_both_adapters():
                                       torch_mod.weight.detach().numpy() != 0)
     with pytest.raises(ValueError, match="output_axis: expected -1 or 0"):
         jadapt.prune(loss, params, (X.numpy(), y.numpy()), pattern="2:4", output_axis=1)
+
+
+@pytest.mark.parametrize("stages", [1, 2])
+def test_chita_n_m_keeps_exactly_n_per_group(stages):
+    torch = pytest.importorskip("torch")
+    from chita_opt.adapters import torch as tadapt
+
+    torch.manual_seed(1)
+    X = torch.randn(200, 8)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(8, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+    report = tadapt.prune(model, torch.nn.functional.cross_entropy, (X, y), pattern="2:4",
+                          stages=stages, progress=False)
+    assert report.method == "chita" and report.k == report.p // 2
+    for mod in (model[0], model[2]):
+        counts = _counts(mod.weight.detach().numpy(), 4)
+        mask = _counts(mod.weight_mask.detach().numpy(), 4)
+        assert (mask == 2).all()  # the mask holds exactly N per group
+        assert (counts == 2).all()

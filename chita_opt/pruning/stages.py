@@ -205,6 +205,7 @@ def _full_solver(
         w_new = np.zeros_like(w)
         w_new[idx] = sol.w
         keep = _keep(ctx, sol.w, w[idx], k, idx, final)
+        _keep_filled_values(ctx, w_new, w, idx, keep, final)
         alive_new = np.zeros_like(alive)
         alive_new[idx[keep]] = True
         record = StageRecord(
@@ -345,6 +346,7 @@ def _magnitude_stage(
     chosen[kept] = True
     if ctx.groups is not None and not final:
         chosen = fill_groups(chosen, scores, ctx.groups[idx], int(ctx.group_cap or 0))
+        _keep_filled_values(ctx, w_new, w, idx, chosen, final)
     alive_new = np.zeros(w.size, dtype=bool)
     alive_new[idx[chosen]] = True
     record = StageRecord(
@@ -371,6 +373,22 @@ def _keep(
     # Earlier stages are unstructured, but every group keeps cap weights alive
     # so that the last stage can fill it.
     return fill_groups(mask_of_k(w_sol, w_prev, k), np.abs(w_prev), groups, cap)
+
+
+def _keep_filled_values(
+    ctx: StageContext, w_new: np.ndarray, w: np.ndarray, idx: np.ndarray, keep: np.ndarray,
+    final: bool,
+) -> None:
+    """Before the last N:M stage, weights kept alive only to fill a group keep their values.
+
+    Zeroing them would leave the last stage a group whose kept weights start
+    at zero (and, where magnitude pruning wins the damping search, stay
+    there); their values cost a few extra non-zeros in intermediate stages only.
+    """
+    if ctx.groups is None or final:
+        return
+    filled = idx[keep & (w_new[idx] == 0)]
+    w_new[filled] = w[filled]
 
 
 def mask_of_k(w_sol: np.ndarray, w_prev: np.ndarray, k: int) -> np.ndarray:

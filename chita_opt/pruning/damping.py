@@ -1,0 +1,270 @@
+"""Scale-aware automatic choice of the damping (framework-neutral).
+
+The rule (measured in ``benchmarks/model_zoo.py``, see docs/benchmarks_zoo.md):
+
+1. Read the gradient samples as usual; hold out a fraction of them
+   (:data:`HELD_OUT_FRACTION`, 20%) -- they give no gradient rows.
+2. Compute the gradient matrix ``G`` (n x p) on the rest, and the Fisher's own
+   scale ``lambda_0 = mean diag(G^T G / n) = ||G||_F^2 / (n p)``.
+3. Try the dampings ``lambda_0 * 10^t`` for :data:`N_POINTS` values of ``t``
+   evenly spaced over ``[TOP - DECADES, TOP]`` (:func:`damping_grid`), from the
+   largest to the smallest, each solve warm-started from the previous solution.
+4. Keep the damping whose pruned network has the lowest *true* loss on the
+   held-out samples (forward passes only, no gradients: :func:`choose_damping`).
+
+Why relative to ``lambda_0``: the package's ``damping`` is added to the
+empirical Fisher ``G^T G / n`` (``l2 = n * damping`` in the
+:class:`~chita_opt.L0Problem`), so a fixed absolute value means a different
+amount of regularisation on every model: the mean Fisher diagonal ranged over
+about four decades across the models of the zoo (it depends on the loss, the
+training state -- a network trained to convergence has tiny per-sample
+gradients -- and the parametrisation). A fixed damping of 1e-3 was "almost
+unregularised" on one model and "nearly magnitude pruning" on another.
+
+This module knows nothing about the framework: ``prune_at`` and ``evaluate``
+are callables. The PyTorch / JAX adapters supply a prune at one damping and a
+held-out loss by forward passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DECADES",
+    "HELD_OUT_FRACTION",
+    "N_POINTS",
+    "TOP",
+    "DampingChoice",
+    "choose_damping",
+    "damping_grid",
+    "fisher_scale",
+    "split_held_out",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Points of the default grid (one per decade over :data:`DECADES` decades).
+N_POINTS = 7
+#: Decades spanned by the default grid, below :data:`TOP`.
+DECADES = 6.0
+#: Largest damping of the default grid, as ``log10(damping / lambda_0)``.
+TOP = 0.0
+#: Fraction of the gradient samples held out to score the candidates.
+HELD_OUT_FRACTION = 0.2
+
+
+def fisher_scale(G: Any = None, *, col_sq_norms: Any = None, n: int | None = None) -> float:
+    """``lambda_0``: mean diagonal of the empirical Fisher ``G^T G / n``.
+
+    Pass either the gradient matrix ``G`` (n x p), or ``col_sq_norms`` (the
+    squared column norms ``sum_i G_ij^2``, length p) together with ``n``.
+    Only alive columns should be passed (a pruned weight's column is not part
+    of the problem).
+    """
+    if (G is None) == (col_sq_norms is None):
+        raise TypeError("fisher_scale: expected exactly one of G or col_sq_norms")
+    if G is not None:
+        G = np.asarray(G)
+        if G.ndim != 2 or G.shape[0] == 0 or G.shape[1] == 0:
+            raise ValueError(f"G: expected a non-empty 2-D gradient matrix, got shape {G.shape}")
+        n_rows = G.shape[0]
+        # float64 accumulation without a float64 copy of G
+        total = float(np.einsum("ij,ij->", G, G, dtype=np.float64))
+        p = G.shape[1]
+    else:
+        sq = np.asarray(col_sq_norms, dtype=np.float64)
+        if sq.ndim != 1 or sq.size == 0:
+            raise ValueError(
+                f"col_sq_norms: expected a non-empty 1-D array, got shape {sq.shape}"
+            )
+        if n is None or int(n) < 1:
+            raise ValueError(f"n: expected the number of gradient rows (>= 1), got {n!r}")
+        if np.any(sq < 0):
+            raise ValueError("col_sq_norms: expected non-negative squared norms")
+        n_rows, p, total = int(n), sq.size, float(sq.sum())
+    if not math.isfinite(total):
+        raise ValueError("G: expected finite gradients, got NaN/Inf")
+    return total / (n_rows * p)
+
+
+def damping_grid(
+    G: Any = None,
+    *,
+    col_sq_norms: Any = None,
+    n: int | None = None,
+    n_points: int = N_POINTS,
+    decades: float = DECADES,
+    top: float = TOP,
+    floor: float = 1e-12,
+) -> np.ndarray:
+    """Scale-aware candidate dampings, largest first.
+
+    ``lambda_0 * 10 ** linspace(top, top - decades, n_points)`` with
+    ``lambda_0 = fisher_scale(...)`` (the mean diagonal of ``G^T G / n``).
+    The defaults (7 points, one per decade, from ``lambda_0`` down to
+    ``1e-6 lambda_0``) are the ones measured in docs/benchmarks_zoo.md.
+
+    ``floor`` is used as ``lambda_0`` when the gradients are all zero (a model
+    at an exact stationary point of every sample: any damping is as good).
+    """
+    n_points = int(n_points)
+    if n_points < 1:
+        raise ValueError(f"n_points: expected a positive integer, got {n_points}")
+    decades = float(decades)
+    if not (math.isfinite(decades) and decades >= 0):
+        raise ValueError(f"decades: expected a non-negative number, got {decades}")
+    if n_points > 1 and decades == 0:
+        raise ValueError("decades: expected > 0 with more than one point")
+    lam0 = fisher_scale(G, col_sq_norms=col_sq_norms, n=n)
+    if lam0 <= 0:
+        lam0 = float(floor)
+    exps = np.linspace(top, top - decades, n_points) if n_points > 1 else np.array([top])
+    return lam0 * 10.0**exps
+
+
+def split_held_out(
+    n_read: int, fraction: float = HELD_OUT_FRACTION, *, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(fit, held_out)`` of ``n_read`` samples; ``held_out`` has ``round(fraction n)``.
+
+    ``seed=None`` takes the last samples as held out (no shuffling: use it
+    when the samples are already in random order).
+    """
+    n_read = int(n_read)
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction: expected a number in (0, 1), got {fraction}")
+    m = int(round(fraction * n_read))
+    if m < 1 or m >= n_read:
+        raise ValueError(
+            f"fraction: {fraction} of {n_read} samples leaves no fit or no held-out sample"
+        )
+    order = np.arange(n_read) if seed is None else np.random.default_rng(seed).permutation(n_read)
+    return np.sort(order[: n_read - m]), np.sort(order[n_read - m :])
+
+
+@dataclass
+class DampingChoice:
+    """Outcome of :func:`choose_damping`.
+
+    Attributes
+    ----------
+    damping : float
+        The candidate with the lowest (finite) held-out loss.
+    w : Any
+        What ``prune_at`` returned for it.
+    losses : dict[float, float]
+        Held-out loss of every candidate tried (NaN/Inf kept as they came).
+    order : list[float]
+        The candidates in the order they were solved.
+    """
+
+    damping: float
+    w: Any
+    losses: dict[float, float] = field(default_factory=dict)
+    order: list[float] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        rows = "\n".join(
+            f"  damping {d:<10.3g} held-out loss {self.losses[d]:.6g}"
+            + ("  <- chosen" if d == self.damping else "")
+            for d in self.order
+        )
+        return f"DampingChoice(damping={self.damping:g})\n{rows}"
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def choose_damping(
+    candidates: Sequence[float],
+    prune_at: Callable[[float, Any], Any],
+    evaluate: Callable[[Any], float],
+    *,
+    warm_start: bool = True,
+    on_nonfinite: str = "raise",
+) -> DampingChoice:
+    """Prune at each candidate damping and keep the one with the lowest held-out loss.
+
+    Parameters
+    ----------
+    candidates : sequence of float
+        Dampings, solved in decreasing order (the largest damping is the
+        easiest problem, closest to the dense weights; each solve then starts
+        from its neighbour's solution). Use :func:`damping_grid`.
+    prune_at : callable ``(damping, warm_start) -> w``
+        Prunes at one damping; ``warm_start`` is the previous candidate's
+        ``w`` (``None`` for the first one, or always when ``warm_start=False``).
+    evaluate : callable ``w -> float``
+        Loss of the pruned network on held-out samples (not used for the
+        gradients), by forward passes. Lower is better.
+    warm_start : bool
+        Pass the previous solution to ``prune_at``.
+    on_nonfinite : {"raise", "skip"}
+        What a NaN/Inf loss does: ``"raise"`` (default) stops with a
+        ``ValueError`` naming ``evaluate`` and the damping; ``"skip"`` records
+        it, warns and never chooses it (a ``ValueError`` if every loss is
+        non-finite).
+
+    Ties go to the larger damping (the more conservative change).
+
+    Returns
+    -------
+    DampingChoice
+    """
+    if on_nonfinite not in ("raise", "skip"):
+        raise ValueError(f"on_nonfinite: expected 'raise' or 'skip', got {on_nonfinite!r}")
+    if not callable(prune_at):
+        raise TypeError(f"prune_at: expected a callable (damping, warm_start) -> w, got {prune_at!r}")
+    if not callable(evaluate):
+        raise TypeError(f"evaluate: expected a callable w -> loss, got {evaluate!r}")
+    grid = [float(d) for d in candidates]
+    if not grid:
+        raise ValueError("candidates: expected at least one damping, got an empty sequence")
+    bad = [d for d in grid if not (math.isfinite(d) and d >= 0)]
+    if bad:
+        raise ValueError(f"candidates: expected finite non-negative dampings, got {bad}")
+    order = sorted(set(grid), reverse=True)
+    losses: dict[float, float] = {}
+    best: tuple[float, float, Any] | None = None
+    prev = None
+    for d in order:
+        w = prune_at(d, prev if warm_start else None)
+        raw = evaluate(w)
+        try:
+            loss = float(raw)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"evaluate ({_name(evaluate)}): expected a float loss, got {raw!r} "
+                f"for damping {d:g}"
+            ) from None
+        losses[d] = loss
+        logger.info("damping %g: held-out loss %.6g", d, loss)
+        if not math.isfinite(loss):
+            msg = (
+                f"evaluate ({_name(evaluate)}) returned a non-finite held-out loss ({loss}) "
+                f"for damping {d:g}"
+            )
+            if on_nonfinite == "raise":
+                raise ValueError(
+                    msg + "; check the loss function and the pruned weights, or pass "
+                    "on_nonfinite='skip' to ignore this candidate"
+                )
+            warnings.warn(msg + "; candidate skipped", RuntimeWarning, stacklevel=2)
+        elif best is None or loss < best[1]:  # strict: ties keep the larger damping
+            best = (d, loss, w)
+        prev = w
+    if best is None:
+        raise ValueError(
+            f"evaluate ({_name(evaluate)}): every candidate gave a non-finite held-out loss: "
+            f"{losses}"
+        )
+    return DampingChoice(damping=best[0], w=best[2], losses=losses, order=order)

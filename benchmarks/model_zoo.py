@@ -194,6 +194,13 @@ SMOKE_ZOO = {
     "smoke-mlp-sgd-nobias": dict(data="digits", arch="mlp", sizes=[64, 24, 10], bias=False,
                                  opt="sgd", lr=0.05, epochs=30, batch=32),
 }
+EXPLORE_SPARSITIES = {"digits": (0.8, 0.9), "mnist14": (0.9, 0.95), "mnist": (0.95, 0.98)}
+# CHITA++ runs of the main table: name -> (sparsity, stages, gradient rows per stage)
+STAGED = {
+    "smoke-mlp-adam": (0.9, 3, 150),
+    "mnist14-lenet-sgd": (0.95, 5, 1000),
+    "mlpnet-paper": (0.98, 15, 1000),
+}
 SPARSITIES = {
     "digits": (0.5, 0.8, 0.9),
     "mnist14": (0.8, 0.9, 0.95),
@@ -423,7 +430,8 @@ def zoo_models(smoke: bool) -> list[tuple[str, nn.Module, dict[str, Any]]]:
 def main_table(args: argparse.Namespace) -> None:
     rows: list[list[Any]] = []
     records: list[dict[str, Any]] = []
-    for name, model, cfg in zoo_models(args.smoke):
+    models = zoo_models(args.smoke)
+    for name, model, cfg in models:
         if args.only and name not in args.only:
             continue
         n_read = 200 if args.smoke else N_READ
@@ -433,6 +441,33 @@ def main_table(args: argparse.Namespace) -> None:
         table_for(case, sps, grid, rows, records)
     print()
     print_table(HEADERS, rows)
+    # CHITA++: one fixed damping at every stage vs the rule at every stage
+    pp_rows = []
+    for name, model, cfg in models:
+        if (args.only and name not in args.only) or name not in STAGED:
+            continue
+        sparsity, n_stages, n_rows = (0.9, 3, 150) if args.smoke else STAGED[name]
+        data = dataset(cfg["data"])
+        Xp, yp = data.part("train")
+        Xt, yt = data.part("test")
+        row = [name, sparsity, n_stages]
+        for mode in ("fixed", "auto"):
+            w, net, elapsed, chosen = chita_pp(model, cfg.get("loss", "ce"), Xp, yp,
+                                               sparsity=sparsity, n_stages=n_stages,
+                                               n_rows=n_rows, mode=mode,
+                                               damping=DEFAULT_DAMPING)
+            acc = net.loss_acc(w, Xt, yt)[1]
+            row.append(f"{acc:.1%} ({elapsed:.1f} s)")
+            if mode == "auto":
+                row.append(f"{min(chosen):.1e} .. {max(chosen):.1e}")
+            records.append(dict(model=name, sparsity=sparsity, stages=n_stages, mode=mode,
+                                test_acc=acc, time=elapsed, dampings=chosen))
+        pp_rows.append(row)
+        print("  " + " | ".join(str(c) for c in row), flush=True)
+    if pp_rows:
+        print()
+        print_table(["model", "sparsity", "stages", "CHITA++ fixed 1e-3 (time)",
+                     "CHITA++ auto per stage (time)", "auto dampings (min .. max)"], pp_rows)
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1, default=float))
 
@@ -451,7 +486,7 @@ def explore(args: argparse.Namespace) -> None:
             continue
         case = make_case(name, model, cfg, N_READ)
         p = case.w_bar.size
-        for s in SPARSITIES[cfg["data"]]:
+        for s in EXPLORE_SPARSITIES[cfg["data"]]:
             k = p - int(round(s * p))
             for fraction in args.fractions:
                 for seed in args.seeds:
@@ -496,71 +531,98 @@ def explore(args: argparse.Namespace) -> None:
 
 
 # ===================================================================== stages
+def chita_pp(model0: nn.Module, loss: str, Xpool: torch.Tensor, ypool: torch.Tensor, *,
+             sparsity: float, n_stages: int, n_rows: int, mode: str, damping: float,
+             seed: int = 0, rule: dict[str, Any] | None = None
+             ) -> tuple[np.ndarray, Net, float, list[float]]:
+    """CHITA++ with the low-level API: ``mode`` "fixed" (one damping) or "auto" (rule per stage).
+
+    Every stage draws fresh samples from the pool (a shuffling loader): ``n_rows``
+    gradient rows, plus ``fraction * n_rows / (1 - fraction)`` held-out samples
+    in "auto" mode; gradients at the current (masked) weights, alive columns
+    only; no swap search in wide intermediate stages (k > 3n), as the package.
+    """
+    rule = dict(RULE if rule is None else rule)
+    fraction = rule.pop("fraction")
+    model = copy.deepcopy(model0)
+    loss_fn = F.nll_loss if loss == "nll" else F.cross_entropy
+    _, w, layout = gradient_matrix(model, loss_fn, (Xpool[:1], ypool[:1]), n_samples=1)
+    net = Net(model, layout, loss)
+    p = w.size
+    alive = np.ones(p, bool)
+    srng = np.random.default_rng(seed)
+    levels = sparsity_schedule(sparsity, n_stages, "exp")
+    n_held = int(round(fraction * n_rows / (1 - fraction))) if mode == "auto" else 0
+    chosen = []
+    t0 = time.perf_counter()
+    for stage, level in enumerate(levels):
+        k = p - int(round(level * p))
+        opts = dict(max_swaps=0) if stage < len(levels) - 1 and k > 3 * n_rows else {}
+        draw = srng.permutation(len(ypool))[: n_rows + n_held]
+        with torch.no_grad():
+            for name, (a, b) in zip(layout.names, layout.ranges(), strict=True):
+                model.get_parameter(name).copy_(
+                    torch.as_tensor(w[a:b], dtype=torch.float32).reshape(net.shapes[name]))
+        idx = np.flatnonzero(alive)
+        fit, held = draw[:n_rows], draw[n_rows:]
+        G, _, _ = gradient_matrix(model, loss_fn, (Xpool[fit], ypool[fit]), n_samples=n_rows)
+        G = np.ascontiguousarray(G[:, idx])
+        w_alive = w[idx]
+        if mode == "fixed":
+            ws = chita_at(G, w_alive, k, damping, **opts)
+            chosen.append(damping)
+        else:
+            grid = damping_grid(G, **rule)
+            Xh, yh = Xpool[held], ypool[held]
+
+            def held_out_loss(ws_: np.ndarray) -> float:
+                full = np.zeros(p)
+                full[idx] = ws_
+                return net.loss_acc(full, Xh, yh)[0]
+
+            ch = choose_damping(grid, lambda d, w0: chita_at(G, w_alive, k, d, w0, **opts),
+                                held_out_loss)
+            ws = ch.w
+            chosen.append(ch.damping)
+        keep = np.argsort(-np.abs(ws), kind="stable")[:k]
+        alive = np.zeros(p, bool)
+        alive[idx[keep]] = True
+        w_new = np.zeros(p)
+        w_new[idx] = ws
+        w = np.where(alive, w_new, 0.0)
+    return w, net, time.perf_counter() - t0, chosen
+
+
 def stages_run(args: argparse.Namespace) -> None:
-    """CHITA++ (low-level loop): fixed damping vs the automatic rule at every stage."""
+    """The issue's MLPNet CHITA++ protocol: 4,000 shuffled gradient digits, test on 1,000."""
     paper = paper_mlpnet()
     if paper is None:
         print(f"# skipped: {CHECKPOINT} not found")
         return
-    model0, cfg = paper
+    model0, _ = paper
     data = dataset("mnist")
-    # the issue's protocol: gradients from 4,000 shuffled digits, accuracy on the other 1,000
-    rng = np.random.default_rng(0)
-    perm = rng.permutation(len(data.y))
+    perm = np.random.default_rng(0).permutation(len(data.y))
     grad_idx, test_idx = perm[:4000], perm[4000:]
     Xg, yg = torch.from_numpy(data.X[grad_idx]), torch.from_numpy(data.y[grad_idx])
     Xt, yt = torch.from_numpy(data.X[test_idx]), torch.from_numpy(data.y[test_idx])
-    sparsity, n_stages, n_rows = args.stage_sparsity, args.n_stages, 1000
-    levels = sparsity_schedule(sparsity, n_stages, "exp")
+    print("| mode | damping | sparsity | stages | seed | test acc (1,000) | time | dampings per stage |")
+    print("|---|---|---|---|---|---|---|---|")
     for mode in args.stage_modes:
-        model = copy.deepcopy(model0)
-        _, w, layout = gradient_matrix(model, F.nll_loss, (Xg[:1], yg[:1]), n_samples=1)
-        net = Net(model, layout, "nll")
-        p = w.size
-        alive = np.ones(p, bool)
-        srng = np.random.default_rng(args.seed)
-        t0 = time.perf_counter()
-        chosen = []
-        for level in levels:
-            k = p - int(round(level * p))
-            draw = srng.permutation(len(yg))[: int(n_rows * (1.25 if mode != "fixed" else 1))]
-            # gradients at the current (masked) weights
-            params = {n: torch.as_tensor(w[a:b], dtype=torch.float32).reshape(
-                net.shapes[n]) for n, (a, b) in zip(layout.names, layout.ranges(), strict=True)}
-            with torch.no_grad():
-                for n, t in params.items():
-                    model.get_parameter(n).copy_(t)
-            idx = np.flatnonzero(alive)
-            if mode == "fixed":
-                G, _, _ = gradient_matrix(model, F.nll_loss, (Xg[draw], yg[draw]),
-                                          n_samples=len(draw))
-                G = np.ascontiguousarray(G[:, idx])
-                ws = chita_at(G, w[idx], k, args.stage_damping)
-                chosen.append(args.stage_damping)
-            else:
-                fit, held = draw[:n_rows], draw[n_rows:]
-                G, _, _ = gradient_matrix(model, F.nll_loss, (Xg[fit], yg[fit]), n_samples=n_rows)
-                G = np.ascontiguousarray(G[:, idx])
-                grid = damping_grid(G, **{k_: v for k_, v in RULE.items() if k_ != "fraction"})
-
-                def evaluate(ws_: np.ndarray) -> float:
-                    full = np.zeros(p)
-                    full[idx] = ws_
-                    return net.loss_acc(full, Xg[held], yg[held])[0]
-
-                ch = choose_damping(grid, lambda d, w0: chita_at(G, w[idx], k, d, w0), evaluate)
-                ws = ch.w
-                chosen.append(ch.damping)
-            w_new = np.zeros(p)
-            w_new[idx] = ws
-            keep = np.argsort(-np.abs(ws), kind="stable")[:k]
-            alive = np.zeros(p, bool)
-            alive[idx[keep]] = True
-            w = np.where(alive, w_new, 0.0)
-        elapsed = time.perf_counter() - t0
-        _, acc = net.loss_acc(w, Xt, yt)
-        print(f"| {mode} | {sparsity} | {n_stages} | {acc:.1%} | {elapsed:.1f} s | "
-              f"{', '.join(f'{d:.1e}' for d in chosen)} |", flush=True)
+        for seed in args.seeds:
+            rule = dict(RULE)
+            if mode.startswith("auto"):  # e.g. auto:top=-1,decades=4,n_points=5
+                for kv in mode.partition(":")[2].split(","):
+                    if kv:
+                        key, val = kv.split("=")
+                        rule[key] = float(val) if key != "n_points" else int(val)
+            w, net, elapsed, chosen = chita_pp(
+                model0, "nll", Xg, yg, sparsity=args.stage_sparsity, n_stages=args.n_stages,
+                n_rows=1000, mode="fixed" if mode == "fixed" else "auto",
+                damping=args.stage_damping, seed=seed, rule=rule)
+            _, acc = net.loss_acc(w, Xt, yt)
+            print(f"| {mode} | {args.stage_damping if mode == 'fixed' else 'auto'} | "
+                  f"{args.stage_sparsity} | {args.n_stages} | {seed} | {acc:.1%} | "
+                  f"{elapsed:.1f} s | {', '.join(f'{d:.1e}' for d in chosen)} |", flush=True)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import pytest
 from chita_opt.pruning.damping import (
     DECADES,
     N_POINTS,
+    TOP,
     DampingChoice,
     choose_damping,
     damping_grid,
@@ -37,7 +38,7 @@ def test_grid_default_shape_and_span():
     lam0 = fisher_scale(G)
     assert grid.shape == (N_POINTS,)
     assert np.all(np.diff(grid) < 0), "largest first"
-    assert grid[0] == pytest.approx(lam0)
+    assert grid[0] == pytest.approx(lam0 * 10**TOP)
     assert math.log10(grid[0] / grid[-1]) == pytest.approx(DECADES)
 
 
@@ -59,7 +60,7 @@ def test_grid_options_and_summary_input():
 
 
 def test_grid_zero_gradients_uses_floor():
-    grid = damping_grid(np.zeros((4, 6)), n_points=3, decades=2, floor=1e-9)
+    grid = damping_grid(np.zeros((4, 6)), n_points=3, decades=2, top=0, floor=1e-9)
     np.testing.assert_allclose(grid, [1e-9, 1e-10, 1e-11])
 
 
@@ -165,7 +166,7 @@ def test_all_nan_raises_even_when_skipping():
 
 @pytest.mark.parametrize(
     "candidates, match",
-    [([], "at least one"), ([1e-3, -1.0], "non-negative"), ([float("nan")], "finite")],
+    [([], "at least one"), ([1e-3, -1.0], "non-negative"), ([float("nan")], "NaN")],
 )
 def test_bad_candidates(candidates, match):
     with pytest.raises(ValueError, match=match):
@@ -178,6 +179,38 @@ def test_bad_callables_and_values():
     with pytest.raises(TypeError, match="evaluate"):
         choose_damping([1.0], lambda d, w0: d, None)
     with pytest.raises(TypeError, match="expected a float loss"):
+        choose_damping([1.0], lambda d, w0: d, lambda w: ())
+    with pytest.raises(TypeError, match="expected a float loss"):
         choose_damping([1.0], lambda d, w0: d, lambda w: "bad")
     with pytest.raises(ValueError, match="on_nonfinite"):
         choose_damping([1.0], lambda d, w0: d, lambda w: 0.0, on_nonfinite="ignore")
+
+
+def test_tuple_scores_compare_lexicographically():
+    # (error rate, loss): the error decides, the loss breaks ties
+    scores = {1e-1: (0.20, 0.5), 1e-2: (0.10, 0.9), 1e-3: (0.10, 0.7), 1e-4: (0.15, 0.1)}
+    choice = choose_damping(list(scores), lambda d, w0: {"d": d}, lambda w: scores[w["d"]])
+    assert choice.damping == 1e-3
+    assert choice.losses[1e-3] == 0.10
+
+
+def test_nan_inside_tuple_score_raises():
+    def error_and_loss(w):
+        return (0.1, float("nan"))
+
+    with pytest.raises(ValueError, match="error_and_loss"):
+        choose_damping([1.0], lambda d, w0: d, error_and_loss)
+
+
+def test_infinite_candidate_stands_for_magnitude_pruning():
+    calls = []
+
+    def prune_at(d, w0):
+        calls.append((d, w0))
+        return {"d": d}
+
+    choice = choose_damping([math.inf, 1e-1, 1e-2], prune_at,
+                            lambda w: 0.0 if math.isinf(w["d"]) else 1.0)
+    assert math.isinf(choice.damping)
+    # inf is tried first; the finite chain does not start from the magnitude point
+    assert calls == [(math.inf, None), (1e-1, None), (1e-2, {"d": 1e-1})]

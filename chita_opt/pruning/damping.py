@@ -51,12 +51,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Points of the default grid (one per decade over :data:`DECADES` decades).
-N_POINTS = 7
+#: Points of the default grid (one every two decades over :data:`DECADES` decades).
+N_POINTS = 4
 #: Decades spanned by the default grid, below :data:`TOP`.
 DECADES = 6.0
 #: Largest damping of the default grid, as ``log10(damping / lambda_0)``.
-TOP = 0.0
+TOP = -1.0
 #: Fraction of the gradient samples held out to score the candidates.
 HELD_OUT_FRACTION = 0.2
 
@@ -109,8 +109,8 @@ def damping_grid(
 
     ``lambda_0 * 10 ** linspace(top, top - decades, n_points)`` with
     ``lambda_0 = fisher_scale(...)`` (the mean diagonal of ``G^T G / n``).
-    The defaults (7 points, one per decade, from ``lambda_0`` down to
-    ``1e-6 lambda_0``) are the ones measured in docs/benchmarks_zoo.md.
+    The defaults (4 points, one every two decades, ``lambda_0 * 10^{-1, -3, -5, -7}``)
+    are the ones measured in docs/benchmarks_zoo.md.
 
     ``floor`` is used as ``lambda_0`` when the gradients are all zero (a model
     at an exact stationary point of every sample: any damping is as good).
@@ -184,34 +184,55 @@ def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
 
+def _as_score(raw: Any) -> tuple[float, ...] | None:
+    """A float, or a tuple of floats compared lexicographically; None if not numeric."""
+    try:
+        if isinstance(raw, (tuple, list)):
+            if not raw:
+                return None
+            return tuple(float(v) for v in raw)
+        return (float(raw),)
+    except (TypeError, ValueError):
+        return None
+
+
 def choose_damping(
     candidates: Sequence[float],
     prune_at: Callable[[float, Any], Any],
-    evaluate: Callable[[Any], float],
+    evaluate: Callable[[Any], Any],
     *,
     warm_start: bool = True,
     on_nonfinite: str = "raise",
 ) -> DampingChoice:
-    """Prune at each candidate damping and keep the one with the lowest held-out loss.
+    """Prune at each candidate damping and keep the one with the lowest held-out score.
 
     Parameters
     ----------
     candidates : sequence of float
         Dampings, solved in decreasing order (the largest damping is the
         easiest problem, closest to the dense weights; each solve then starts
-        from its neighbour's solution). Use :func:`damping_grid`.
+        from its neighbour's solution). Use :func:`damping_grid`. ``math.inf``
+        is allowed and stands for the limit of infinite damping, i.e.
+        magnitude pruning (``prune_at`` must handle it; it needs no solve and
+        makes the choice never worse than magnitude pruning on the held-out
+        samples).
     prune_at : callable ``(damping, warm_start) -> w``
-        Prunes at one damping; ``warm_start`` is the previous candidate's
-        ``w`` (``None`` for the first one, or always when ``warm_start=False``).
-    evaluate : callable ``w -> float``
-        Loss of the pruned network on held-out samples (not used for the
-        gradients), by forward passes. Lower is better.
+        Prunes at one damping; ``warm_start`` is the previous finite
+        candidate's ``w`` (``None`` for the first one, or always when
+        ``warm_start=False``).
+    evaluate : callable ``w -> float`` or ``w -> tuple of float``
+        Score of the pruned network on held-out samples (not used for the
+        gradients), by forward passes; lower is better. A tuple is compared
+        lexicographically: the measured recommendation for classifiers is
+        ``(error_rate, mean_loss)`` -- the held-out error, ties broken by the
+        loss (docs/benchmarks_zoo.md: the loss alone chose badly on broken
+        networks whose loss is dominated by a few confident mistakes).
     warm_start : bool
         Pass the previous solution to ``prune_at``.
     on_nonfinite : {"raise", "skip"}
-        What a NaN/Inf loss does: ``"raise"`` (default) stops with a
+        What a NaN/Inf score does: ``"raise"`` (default) stops with a
         ``ValueError`` naming ``evaluate`` and the damping; ``"skip"`` records
-        it, warns and never chooses it (a ``ValueError`` if every loss is
+        it, warns and never chooses it (a ``ValueError`` if every score is
         non-finite).
 
     Ties go to the larger damping (the more conservative change).
@@ -219,6 +240,7 @@ def choose_damping(
     Returns
     -------
     DampingChoice
+        ``losses`` holds the first element of each score (a float).
     """
     if on_nonfinite not in ("raise", "skip"):
         raise ValueError(f"on_nonfinite: expected 'raise' or 'skip', got {on_nonfinite!r}")
@@ -229,28 +251,27 @@ def choose_damping(
     grid = [float(d) for d in candidates]
     if not grid:
         raise ValueError("candidates: expected at least one damping, got an empty sequence")
-    bad = [d for d in grid if not (math.isfinite(d) and d >= 0)]
+    bad = [d for d in grid if math.isnan(d) or d < 0]
     if bad:
-        raise ValueError(f"candidates: expected finite non-negative dampings, got {bad}")
+        raise ValueError(f"candidates: expected non-negative dampings (not NaN), got {bad}")
     order = sorted(set(grid), reverse=True)
     losses: dict[float, float] = {}
-    best: tuple[float, float, Any] | None = None
+    best: tuple[float, tuple[float, ...], Any] | None = None
     prev = None
     for d in order:
         w = prune_at(d, prev if warm_start else None)
         raw = evaluate(w)
-        try:
-            loss = float(raw)
-        except (TypeError, ValueError):
+        score = _as_score(raw)
+        if score is None:
             raise TypeError(
-                f"evaluate ({_name(evaluate)}): expected a float loss, got {raw!r} "
-                f"for damping {d:g}"
-            ) from None
-        losses[d] = loss
-        logger.info("damping %g: held-out loss %.6g", d, loss)
-        if not math.isfinite(loss):
+                f"evaluate ({_name(evaluate)}): expected a float loss (or a tuple of floats), "
+                f"got {raw!r} for damping {d:g}"
+            )
+        losses[d] = score[0]
+        logger.info("damping %g: held-out score %s", d, score)
+        if not all(math.isfinite(v) for v in score):
             msg = (
-                f"evaluate ({_name(evaluate)}) returned a non-finite held-out loss ({loss}) "
+                f"evaluate ({_name(evaluate)}) returned a non-finite held-out loss ({raw}) "
                 f"for damping {d:g}"
             )
             if on_nonfinite == "raise":
@@ -259,9 +280,10 @@ def choose_damping(
                     "on_nonfinite='skip' to ignore this candidate"
                 )
             warnings.warn(msg + "; candidate skipped", RuntimeWarning, stacklevel=2)
-        elif best is None or loss < best[1]:  # strict: ties keep the larger damping
-            best = (d, loss, w)
-        prev = w
+        elif best is None or score < best[1]:  # strict: ties keep the larger damping
+            best = (d, score, w)
+        if math.isfinite(d):
+            prev = w
     if best is None:
         raise ValueError(
             f"evaluate ({_name(evaluate)}): every candidate gave a non-finite held-out loss: "

@@ -398,7 +398,7 @@ def table_for(case: Case, sparsities: tuple[float, ...], abs_grid: tuple[float, 
                                    dense=dense["test_acc"])
         rec["magnitude"] = scores(case, magnitude(case.w_bar, k))
         fixed = {}
-        for d in sorted(set(abs_grid) | {DEFAULT_DAMPING}):
+        for d in sorted(set(abs_grid) | {DEFAULT_DAMPING}):  # abs_grid=() : default only
             c0, t0 = time.process_time(), time.perf_counter()
             w = chita_at(G, case.w_bar, k, d)
             fixed[d] = dict(scores(case, w), cpu=time.process_time() - c0 + c_grad,
@@ -472,14 +472,14 @@ def main_table(args: argparse.Namespace) -> None:
         n_read = 200 if args.smoke else N_READ
         case = make_case(name, model, cfg, n_read)
         sps = (0.9,) if args.smoke else SPARSITIES[cfg["data"]]
-        grid = (1e-6, 1e-3, 1.0) if args.smoke else ABS_GRID
+        grid = (1e-6, 1e-3, 1.0) if args.smoke else (() if args.no_oracle else ABS_GRID)
         table_for(case, sps, grid, rows, records)
     print()
     print_table(HEADERS, rows)
     # CHITA++: one fixed damping at every stage vs the rule at every stage
     pp_rows = []
     for name, model, cfg in models:
-        if (args.only and name not in args.only) or name not in STAGED:
+        if (args.only and name not in args.only) or name not in STAGED or args.no_staged:
             continue
         sparsity, n_stages, n_rows = (0.9, 3, 150) if args.smoke else STAGED[name]
         data = dataset(cfg["data"])
@@ -671,6 +671,10 @@ def main() -> None:
     ap.add_argument("--fractions", nargs="*", type=float, default=[0.2])
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--first-order", action="store_true")
+    ap.add_argument("--no-oracle", action="store_true",
+                    help="main table: skip the fixed-damping grid (default damping only)")
+    ap.add_argument("--no-staged", action="store_true", help="main table: skip CHITA++ rows")
+    ap.add_argument("--rule", help="override the rule, e.g. top=1,decades=8,n_points=5")
     ap.add_argument("--no-cheap", action="store_true", help="explore: skip the max_swaps=0 chain")
     ap.add_argument("--stage-sparsity", type=float, default=0.98)
     ap.add_argument("--n-stages", type=int, default=15)
@@ -678,8 +682,13 @@ def main() -> None:
     ap.add_argument("--stage-modes", nargs="*", default=["fixed", "auto"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.rule:
+        for kv in args.rule.split(","):
+            key, val = kv.split("=")
+            RULE[key] = int(val) if key == "n_points" else float(val)
     cmd = "model_zoo.py" + "".join(" " + a for a in sys.argv[1:])
     print_header(cmd, ("numpy", "torch", "numba"))
+    print(f"# rule: {RULE} {RULE_SELECT}", flush=True)
     if args.explore:
         explore(args)
     elif args.stages:

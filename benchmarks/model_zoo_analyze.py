@@ -88,5 +88,39 @@ def main() -> None:
               f"{bt['exp']:+.0f} | {bt['test_acc']:.1%} | {r['magnitude']['test_acc']:.1%} |")
 
 
+
+
+def summarize_main(path: str) -> None:
+    """Summary of ``model_zoo.py --json`` output: the rule against the targets."""
+    recs = [r for r in json.loads(Path(path).read_text()) if "rule" in r]
+    print(f"# {len(recs)} one-shot rows from {path}")
+    hdr = ["model", "sparsity", "auto - hindsight", "auto - best-on-val fixed",
+           "auto - default", "auto - magnitude", "target met", "cost / default",
+           "cost / prune at the hindsight damping"]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    met = 0
+    for r in recs:
+        a = r["rule"]["test_acc"]
+        tol = 0.02 if r["model"].startswith("digits") else 0.01
+        ok = a >= r["best"]["test_acc"] - tol and a >= r["magnitude"]["test_acc"]
+        met += ok
+        best_cpu = r["fixed"][f"{r['best']['damping']:g}"]["cpu"]
+        print(f"| {r['model']} | {r['sparsity']} | {a - r['best']['test_acc']:+.1%} | "
+              f"{a - r['val_choice']['test_acc']:+.1%} | {a - r['default']['test_acc']:+.1%} | "
+              f"{a - r['magnitude']['test_acc']:+.1%} | {'yes' if ok else 'NO'} | "
+              f"{r['rule']['cpu'] / r['default']['cpu']:.1f}x | {r['rule']['cpu'] / best_cpu:.1f}x |")
+    gaps = [r["rule"]["test_acc"] - r["best"]["test_acc"] for r in recs]
+    dgaps = [r["default"]["test_acc"] - r["best"]["test_acc"] for r in recs]
+    costs = [r["rule"]["cpu"] / r["default"]["cpu"] for r in recs]
+    print(f"\ntarget met in {met}/{len(recs)} rows; auto - hindsight: mean {np.mean(gaps):+.2%}, "
+          f"worst {np.min(gaps):+.2%}; default - hindsight: mean {np.mean(dgaps):+.2%}, "
+          f"worst {np.min(dgaps):+.2%}; cost / default: median {np.median(costs):.1f}x, "
+          f"max {np.max(costs):.1f}x")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--main":
+        summarize_main(sys.argv[2])
+    else:
+        main()

@@ -39,6 +39,6 @@ def test_model_zoo_smoke(tmp_path):
                     "auto rule (damping; time)"):
             acc = float(row[col].split("%")[0])
             assert 0 < acc <= 100, row
-    staged = [t for t in found if t and "CHITA++ auto per stage (time)" in t[0]]
+    staged = [t for t in found if t and "CHITA++ auto per stage (cpu)" in t[0]]
     assert staged and len(staged[0]) == 1, out
     assert list(tmp_path.glob("smoke-mlp-adam-*.pt")), "trained weights cached by config hash"

@@ -40,10 +40,9 @@ import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
-
-import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -52,11 +51,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
+from _common import print_header, print_table  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.func import functional_call  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from _common import print_header, print_table  # noqa: E402
 from chita_opt import L0Problem, solve  # noqa: E402
 from chita_opt.adapters.torch import gradient_matrix  # noqa: E402
 from chita_opt.pruning import DEFAULT_DAMPING, sparsity_schedule  # noqa: E402
@@ -187,10 +186,10 @@ ZOO: dict[str, dict[str, Any]] = {
                                    bias=False, opt="sgd", lr=0.05, epochs=60, batch=32),
     "mnist14-lenet-sgd": dict(data="mnist14", arch="mlp", sizes=[196, 100, 50, 10], bias=True,
                               opt="sgd", lr=0.05, epochs=40, batch=32),
-    "mnist14-cnn-bn-adam": dict(data="mnist14", arch="cnn-bn", side=14, widths=[16, 32, 64], opt="adam", lr=2e-3,
-                                epochs=30, batch=64),
-    "digits-cnn-bn-adam": dict(data="digits", arch="cnn-bn", side=8, widths=[16, 32, 64], opt="adam", lr=2e-3,
-                               epochs=60, batch=64),
+    "mnist14-cnn-bn-adam": dict(data="mnist14", arch="cnn-bn", side=14, widths=[16, 32, 64],
+                                opt="adam", lr=2e-3, epochs=30, batch=64),
+    "digits-cnn-bn-adam": dict(data="digits", arch="cnn-bn", side=8, widths=[16, 32, 64],
+                               opt="adam", lr=2e-3, epochs=60, batch=64),
 }
 SMOKE_ZOO = {
     "smoke-mlp-adam": dict(data="digits", arch="mlp", sizes=[64, 32, 10], bias=True, opt="adam",
@@ -612,12 +611,13 @@ def chita_pp(model0: nn.Module, loss: str, Xpool: torch.Tensor, ypool: torch.Ten
 
             def held_out_score(ws_: np.ndarray) -> tuple[float, float]:
                 full = np.zeros(p)
-                full[idx] = ws_
-                loss, acc = net.loss_acc(full, Xh, yh)
+                full[idx] = ws_  # noqa: B023 (used within the iteration)
+                loss, acc = net.loss_acc(full, Xh, yh)  # noqa: B023
                 return (1.0 - acc, loss)
 
-            ch = choose_damping(grid, lambda d, w0: chita_at(G, w_alive, k, d, w0, **opts),
-                                held_out_score)
+            ch = choose_damping(
+                grid, lambda d, w0: chita_at(G, w_alive, k, d, w0, **opts),  # noqa: B023
+                held_out_score)
             ws = ch.w
             chosen.append(ch.damping)
         keep = np.argsort(-np.abs(ws), kind="stable")[:k]
@@ -641,7 +641,8 @@ def stages_run(args: argparse.Namespace) -> None:
     grad_idx, test_idx = perm[:4000], perm[4000:]
     Xg, yg = torch.from_numpy(data.X[grad_idx]), torch.from_numpy(data.y[grad_idx])
     Xt, yt = torch.from_numpy(data.X[test_idx]), torch.from_numpy(data.y[test_idx])
-    print("| mode | damping | sparsity | stages | seed | test acc (1,000) | cpu | dampings per stage |")
+    print("| mode | damping | sparsity | stages | seed | test acc (1,000) | cpu | "
+          "dampings per stage |")
     print("|---|---|---|---|---|---|---|---|")
     for mode in args.stage_modes:
         for seed in args.seeds:

@@ -46,7 +46,8 @@ def main() -> None:
     print(f"# {len(runs)} sweeps from {path}, held-out fraction {frac}")
     rules = []
     for top, decades, step, signal, cheap in itertools.product(
-        (1.0, 0.0, -1.0, -2.0), (2, 3, 4, 5, 6, 7, 8, 9, 10), (1, 2, 3), ("loss", "acc"), (False, True)
+        (1.0, 0.0, -1.0, -2.0), (2, 3, 4, 5, 6, 7, 8, 9, 10), (1, 2, 3), ("loss", "acc"),
+        (False, True),
     ):
         if decades % step or top - decades < -9:
             continue
@@ -109,7 +110,8 @@ def summarize_main(path: str) -> None:
         print(f"| {r['model']} | {r['sparsity']} | {a - r['best']['test_acc']:+.1%} | "
               f"{a - r['val_choice']['test_acc']:+.1%} | {a - r['default']['test_acc']:+.1%} | "
               f"{a - r['magnitude']['test_acc']:+.1%} | {'yes' if ok else 'NO'} | "
-              f"{r['rule']['cpu'] / r['default']['cpu']:.1f}x | {r['rule']['cpu'] / best_cpu:.1f}x |")
+              f"{r['rule']['cpu'] / r['default']['cpu']:.1f}x | "
+              f"{r['rule']['cpu'] / best_cpu:.1f}x |")
     gaps = [r["rule"]["test_acc"] - r["best"]["test_acc"] for r in recs]
     dgaps = [r["default"]["test_acc"] - r["best"]["test_acc"] for r in recs]
     costs = [r["rule"]["cpu"] / r["default"]["cpu"] for r in recs]

@@ -93,7 +93,7 @@ def test_split_held_out():
     assert held.size == 20 and fit.size == 80
     assert np.intersect1d(fit, held).size == 0
     assert np.array_equal(np.sort(np.concatenate([fit, held])), np.arange(100))
-    fit2, held2 = split_held_out(100, 0.2, seed=None)
+    _, held2 = split_held_out(100, 0.2, seed=None)
     assert np.array_equal(held2, np.arange(80, 100))
     with pytest.raises(ValueError):
         split_held_out(3, 0.01)
@@ -141,7 +141,7 @@ def test_nan_loss_raises_naming_the_loss_function():
     def my_held_out_loss(w):
         return float("nan") if w["d"] < 1e-2 else 1.0
 
-    with pytest.raises(ValueError, match="my_held_out_loss.*non-finite.*0.001"):
+    with pytest.raises(ValueError, match=r"my_held_out_loss.*non-finite.*0\.001"):
         choose_damping([1e-1, 1e-3], lambda d, w0: {"d": d}, my_held_out_loss)
 
 
@@ -160,7 +160,7 @@ def test_all_nan_raises_even_when_skipping():
     def nan_loss(w):
         return float("inf")
 
-    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="nan_loss.*every"):
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match=r"nan_loss.*every"):
         choose_damping([1e-1, 1e-2], lambda d, w0: {"d": d}, nan_loss, on_nonfinite="skip")
 
 

@@ -141,7 +141,7 @@ def split_held_out(
     n_read = int(n_read)
     if not 0 < fraction < 1:
         raise ValueError(f"fraction: expected a number in (0, 1), got {fraction}")
-    m = int(round(fraction * n_read))
+    m = round(fraction * n_read)
     if m < 1 or m >= n_read:
         raise ValueError(
             f"fraction: {fraction} of {n_read} samples leaves no fit or no held-out sample"
@@ -245,7 +245,9 @@ def choose_damping(
     if on_nonfinite not in ("raise", "skip"):
         raise ValueError(f"on_nonfinite: expected 'raise' or 'skip', got {on_nonfinite!r}")
     if not callable(prune_at):
-        raise TypeError(f"prune_at: expected a callable (damping, warm_start) -> w, got {prune_at!r}")
+        raise TypeError(
+            f"prune_at: expected a callable (damping, warm_start) -> w, got {prune_at!r}"
+        )
     if not callable(evaluate):
         raise TypeError(f"evaluate: expected a callable w -> loss, got {evaluate!r}")
     grid = [float(d) for d in candidates]

@@ -32,11 +32,11 @@ def test_model_zoo_smoke(tmp_path):
     out = proc.stdout
     assert "model_zoo.py --smoke" in out and "# load avg" in out
     found = tables(out)
-    main = [t for t in found if t and "auto rule (damping; time)" in t[0]]
+    main = [t for t in found if t and "auto rule (damping; cpu)" in t[0]]
     assert main and len(main[0]) == 2, out
     for row in main[0]:
-        for col in ("magnitude", "default 1e-3 (time)", "best fixed, hindsight (damping)",
-                    "auto rule (damping; time)"):
+        for col in ("magnitude", "default 1e-3 (cpu)", "best fixed, hindsight on test (damping)",
+                    "auto rule (damping; cpu)"):
             acc = float(row[col].split("%")[0])
             assert 0 < acc <= 100, row
     staged = [t for t in found if t and "CHITA++ auto per stage (cpu)" in t[0]]

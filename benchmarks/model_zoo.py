@@ -309,19 +309,27 @@ class Case:
     yv: torch.Tensor
     Xt: torch.Tensor
     yt: torch.Tensor
+    Xx: torch.Tensor | None = None  # extra train samples, never gradient rows (--extra-held)
+    yx: torch.Tensor | None = None
 
 
-def make_case(name: str, model: nn.Module, cfg: dict[str, Any], n_read: int) -> Case:
+def make_case(name: str, model: nn.Module, cfg: dict[str, Any], n_read: int,
+              extra_held: int = 0) -> Case:
     data = dataset(cfg["data"])
     loss = cfg.get("loss", "ce")
     rng = np.random.default_rng(1)
-    idx = rng.permutation(data.train)[:n_read]
+    perm = rng.permutation(data.train)
+    idx = perm[:n_read]
+    extra = perm[n_read:n_read + extra_held]
     Xr, yr = torch.from_numpy(data.X[idx]), torch.from_numpy(data.y[idx])
     Xv, yv = data.part("val")
     Xt, yt = data.part("test")
     loss_fn = F.nll_loss if loss == "nll" else F.cross_entropy
     _, w_bar, layout = gradient_matrix(model, loss_fn, (Xr[:1], yr[:1]), n_samples=1)
-    return Case(name, Net(model, layout, loss), w_bar, loss, data, Xr, yr, Xv, yv, Xt, yt)
+    Xx = torch.from_numpy(data.X[extra]) if extra.size else None
+    yx = torch.from_numpy(data.y[extra]) if extra.size else None
+    return Case(name, Net(model, layout, loss), w_bar, loss, data, Xr, yr, Xv, yv, Xt, yt,
+                Xx, yx)
 
 
 def grads(case: Case, idx: np.ndarray | None = None, model: nn.Module | None = None
@@ -354,6 +362,8 @@ def run_rule(case: Case, k: int, *, n_points: int, decades: float, top: float, f
     fit, held = split_held_out(len(case.yr), fraction, seed=seed)
     G, _ = grads(case, fit)
     Xh, yh = case.Xr[held], case.yr[held]
+    if case.Xx is not None:  # more held-out samples, forward passes only
+        Xh, yh = torch.cat([Xh, case.Xx]), torch.cat([yh, case.yx])
     grid = list(damping_grid(G, n_points=n_points, decades=decades, top=top))
     if with_magnitude:
         grid.append(math.inf)
@@ -469,7 +479,7 @@ def main_table(args: argparse.Namespace) -> None:
         if args.only and name not in args.only:
             continue
         n_read = 200 if args.smoke else N_READ
-        case = make_case(name, model, cfg, n_read)
+        case = make_case(name, model, cfg, n_read, args.extra_held)
         sps = (0.9,) if args.smoke else SPARSITIES[cfg["data"]]
         grid = (1e-6, 1e-3, 1.0) if args.smoke else (() if args.no_oracle else ABS_GRID)
         table_for(case, sps, grid, rows, records)
@@ -675,6 +685,9 @@ def main() -> None:
     ap.add_argument("--no-oracle", action="store_true",
                     help="main table: skip the fixed-damping grid (default damping only)")
     ap.add_argument("--no-staged", action="store_true", help="main table: skip CHITA++ rows")
+    ap.add_argument("--extra-held", type=int, default=0,
+                    help="main table: score the rule's candidates on this many more train "
+                         "samples (never gradient rows) besides the 20%% held out")
     ap.add_argument("--rule", help="override the rule, e.g. top=1,decades=8,n_points=5")
     ap.add_argument("--no-cheap", action="store_true", help="explore: skip the max_swaps=0 chain")
     ap.add_argument("--stage-sparsity", type=float, default=0.98)

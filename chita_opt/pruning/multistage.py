@@ -40,7 +40,7 @@ from ._checks import (
     resolve_blocks,
 )
 from .blocks import _progress
-from .damping import DampingSearch, Score
+from .damping import Score
 from .layout import ParamLayout
 from .report import LayerSparsity, PruneReport, StageRecord
 from .schedules import sparsity_schedule
@@ -270,7 +270,8 @@ def multistage_prune(
         max_columns=max_columns,
         progress=progress,
         evaluate=_as_scorer(evaluate) if needs_gradients else None,
-        search=DampingSearch(absolute=grid) if auto else None,
+        damping_grid=None if grid is None else tuple(grid),
+        warm_starts=info.warm_start,
         wide_skip_swaps=info.accepts("max_swaps"),
         groups=groups,
         group_cap=group_cap,

@@ -22,7 +22,7 @@ from .._validation import describe
 from ..problem import L0Problem
 from ..result import Status
 from .blocks import BlockResult, _progress, block_budgets, iter_block_tasks, solve_blocks
-from .damping import DampingSearch, Score, best_of, fisher_scale
+from .damping import Score, choose_damping, damping_grid, fisher_scale
 from .patterns import fill_groups, top_per_group
 from .report import StageRecord
 
@@ -55,7 +55,8 @@ class StageContext:
     max_columns: int | None
     progress: bool
     evaluate: Evaluate | None = None
-    search: DampingSearch | None = None
+    damping_grid: tuple[float, ...] | None = None  # the user's candidates for "auto"
+    warm_starts: bool = False
     groups: np.ndarray | None = None  # group id per weight (N:M patterns)
     group_cap: int | None = None
     wide_skip_swaps: bool = False
@@ -69,6 +70,7 @@ class _Candidate:
     w: np.ndarray  # full flat weights after the stage
     alive: np.ndarray
     record: StageRecord
+    w_alive: np.ndarray  # the solution on the stage's alive coordinates (a warm start)
     score: Score | None = None
 
 
@@ -82,85 +84,78 @@ def run_stage(
         return _magnitude_stage(ctx, t, level, k, w, idx, final)
     t0 = time.perf_counter()
     if ctx.blocks is not None:
-        solve_at = _block_solver(ctx, t, level, k, w, alive, idx, final)
-        scale_source = None
+        solve_at, scale_of = _block_solver(ctx, t, level, k, w, alive, idx, final)
     else:
         G = _call_gradient_fn(ctx.gradient_fn, w, alive, idx.size, t)
         solve_at = _full_solver(ctx, t, level, k, w, alive, idx, G, final)
-        scale_source = G
+
+        def scale_of() -> float:
+            return fisher_scale(G)
     grad_time = time.perf_counter() - t0
 
     if ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):
-        best = solve_at(ctx.damping, ctx.first_order, ctx.method)
+        best = solve_at(ctx.damping, ctx.first_order, None)
     else:
-        best = _choose(ctx, solve_at, scale_source, t)
+        best = _choose(ctx, solve_at, scale_of, t)
     record = best.record
     if ctx.blocks is None:
         record = replace(record, gradient_time=record.gradient_time + grad_time)
     return best.w, best.alive, record
 
 
-#: How many candidates of the search are solved with the user's method: the
-#: search first solves every candidate with the cheap exact refit on the
-#: magnitude support (``SEARCH_METHOD``), then re-solves the best
-#: ``FULL_SOLVES`` of them with the method and keeps the best of those.
-SEARCH_METHOD = "backsolve"
-FULL_SOLVES = 2
-
-
 def _choose(
-    ctx: StageContext, solve_at: Callable[..., _Candidate], G: np.ndarray | None, t: int
+    ctx: StageContext, solve_at: Callable[..., _Candidate], scale_of: Callable[[], float],
+    t: int,
 ) -> _Candidate:
-    """Held-out choice of the damping (``damping="auto"``) and of the first-order term."""
+    """Held-out choice of the damping (``damping="auto"``) and of the first-order term.
+
+    The rule measured on the model zoo (:mod:`chita_opt.pruning.damping`,
+    docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{-1,-3,-5,-7}`` and
+    magnitude pruning (infinite damping), each solved with the stage's method
+    from the largest damping down, warm-started from the previous solution;
+    the lowest held-out (error, loss) wins, ties to the larger damping.
+    """
     assert ctx.evaluate is not None
-    cheap: dict[float, Score] = {}
     clock = time.perf_counter()
-    spent = [0.0]  # gradient seconds of block stages (each candidate recomputes them)
-
-    def score_at(d: float) -> Score:
-        if d not in cheap:
-            try:
-                cand = solve_at(d, ctx.first_order, SEARCH_METHOD)
-            except RuntimeError:  # e.g. unbounded without damping: not a candidate
-                cheap[d] = Score.failed()
-                return cheap[d]
-            spent[0] += cand.record.gradient_time
-            cheap[d] = _held_out(ctx.evaluate, cand.w, t, d)
-        return cheap[d]
-
-    full: dict[float, _Candidate] = {}
     if ctx.damping is not None:
-        finalists = [ctx.damping]
+        candidates = [ctx.damping]
+    elif ctx.damping_grid is not None:
+        candidates = list(ctx.damping_grid)
     else:
-        assert ctx.search is not None
-        ctx.search.run(score_at, fisher_scale(G) if G is not None else None)
-        finalists = best_of(cheap, FULL_SOLVES)
-    for d in finalists:
-        cand = solve_at(d, ctx.first_order, ctx.method)
-        cand.score = _held_out(ctx.evaluate, cand.w, t, d)
-        full[d] = cand
-    chosen = best_of({d: c.score for d, c in full.items()}, 1)[0]  # type: ignore[misc]
-    if ctx.search is not None:
-        ctx.search.accept(chosen)
-    best = full[chosen]
-    everything = list(full.values())
+        candidates = [*damping_grid(scale=scale_of()), math.inf]
+    tried: list[_Candidate] = []
+    scores: dict[float, Score] = {}
+
+    def prune_at(d: float, warm: _Candidate | None) -> _Candidate:
+        cand = solve_at(d, ctx.first_order, None if warm is None else warm.w_alive)
+        tried.append(cand)
+        return cand
+
+    def loss_fn(cand: _Candidate) -> tuple[float, ...]:  # named for the NaN error message
+        cand.score = ctx.evaluate(cand.w)  # type: ignore[misc]
+        scores[cand.record.damping if cand.record.damping is not None else math.inf] = cand.score
+        return cand.score.key()
+
+    choice = choose_damping(candidates, prune_at, loss_fn)
+    best: _Candidate = choice.w
     fo_used: bool | None = None
     if ctx.first_order:
         # Guard: keep the first-order term only where it lowers the held-out score.
-        plain = solve_at(chosen, False, ctx.method)
-        plain.score = _held_out(ctx.evaluate, plain.w, t, chosen)
-        everything.append(plain)
-        fo_used = best_of({0.0: plain.score, 1.0: best.score}, 1)[0] == 1.0  # type: ignore[dict-item]
+        plain = solve_at(choice.damping, False, best.w_alive)
+        tried.append(plain)
+        plain.score = ctx.evaluate(plain.w)
+        fo_used = bool(best.score is not None and best.score.key() <= plain.score.key())
         if not fo_used:
             best = plain
     # Time of everything tried (gradient passes of block stages, solves, held-out passes).
     elapsed = time.perf_counter() - clock
-    grad = spent[0] + sum(c.record.gradient_time for c in everything)
+    grad = sum(c.record.gradient_time for c in tried)
     assert best.score is not None
     best.record = replace(
         best.record,
-        damping=chosen,
-        damping_losses={d: v.loss for d, v in sorted(cheap.items())} if cheap else None,
+        damping=choice.damping,
+        damping_losses=({d: v.loss for d, v in sorted(scores.items())}
+                        if len(candidates) > 1 else None),
         held_out_loss=best.score.loss,
         held_out_error=best.score.error,
         first_order_used=fo_used,
@@ -170,17 +165,6 @@ def _choose(
     return best
 
 
-def _held_out(evaluate: Evaluate | None, w: np.ndarray, t: int, d: float) -> Score:
-    assert evaluate is not None
-    score = evaluate(w)
-    if np.isnan(score.loss):
-        raise ValueError(
-            f"loss_fn: the held-out loss is NaN at stage {t} (damping {d:g}); check that "
-            "loss_fn returns a finite mean loss on the data"
-        )
-    return score
-
-
 # ----------------------------------------------------------- one problem
 def _full_solver(
     ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
@@ -188,20 +172,22 @@ def _full_solver(
 ) -> Callable[[float, bool, str], _Candidate]:
     from ..solvers import solve
 
-    def solve_at(damping: float, first_order: bool, method: str) -> _Candidate:
+    def solve_at(damping: float, first_order: bool, warm: np.ndarray | None) -> _Candidate:
         if math.isinf(damping):
-            return _Candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final))
+            return _candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final), idx)
         t1 = time.perf_counter()
         problem = L0Problem.from_gradients(
             G, w[idx], k=k, damping=damping, first_order=first_order,
             first_order_scale=ctx.first_order_scale,
         )
-        options = _stage_options(ctx, problem, final) if method == ctx.method else {}
+        options = _stage_options(ctx, problem, final)
         if ctx.groups is not None and final:
             problem = problem.replace(groups=ctx.groups[idx], group_k=ctx.group_cap)
-        sol = solve(problem, method=method, **options)
+        if warm is not None and ctx.warm_starts and np.any(warm):
+            options.setdefault("w0", warm)
+        sol = solve(problem, method=ctx.method, **options)
         t2 = time.perf_counter()
-        check_status(sol.status, sol.message, method, t)
+        check_status(sol.status, sol.message, ctx.method, t)
         w_new = np.zeros_like(w)
         w_new[idx] = sol.w
         keep = _keep(ctx, sol.w, w[idx], k, idx, final)
@@ -213,9 +199,14 @@ def _full_solver(
             objective=float(sol.objective), solve_time=t2 - t1, status=sol.status,
             message=sol.message, damping=damping,
         )
-        return _Candidate(w_new, alive_new, record)
+        return _Candidate(w_new, alive_new, record, w_new[idx])
 
     return solve_at
+
+
+def _candidate(w_new: np.ndarray, alive_new: np.ndarray, record: StageRecord,
+               idx: np.ndarray) -> _Candidate:
+    return _Candidate(w_new, alive_new, record, w_new[idx])
 
 
 # Intermediate stages with k > _WIDE_FACTOR * n skip chita's swap search.
@@ -242,8 +233,12 @@ def _stage_options(ctx: StageContext, problem: L0Problem, final: bool) -> dict[s
 def _block_solver(
     ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
     idx: np.ndarray, final: bool,
-) -> Callable[[float, bool, str], _Candidate]:
-    """Solve the stage block by block; gradients are requested per group of blocks."""
+) -> tuple[Callable[[float, bool, np.ndarray | None], _Candidate], Callable[[], float]]:
+    """Solve the stage block by block; gradients are requested per group of blocks.
+
+    Returns the solver and the Fisher scale of the stage (from the first
+    group's gradients: one more gradient pass when the damping is chosen).
+    """
     assert ctx.blocks is not None
     # Blocks in the coordinate space of the alive weights: a block [a, b) of w
     # becomes the alive positions inside it, still contiguous in idx.
@@ -254,12 +249,19 @@ def _block_solver(
     groups = group_blocks(local, ctx.max_columns)
     w_alive = w[idx]
 
-    def solve_at(damping: float, first_order: bool, method: str) -> _Candidate:
+    def scale_of() -> float:
+        lo, hi = local[groups[0][0]][0], local[groups[0][-1]][1]
+        columns = np.zeros_like(alive)
+        columns[idx[lo:hi]] = True
+        return fisher_scale(_call_gradient_fn(ctx.gradient_fn, w, columns, hi - lo, t))
+
+    def solve_at(damping: float, first_order: bool, warm: np.ndarray | None) -> _Candidate:
         if math.isinf(damping):
-            return _Candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final))
+            return _candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final), idx)
+        method = ctx.method
         fields = dict(damping=damping, first_order=first_order,
                       first_order_scale=ctx.first_order_scale, method=method,
-                      options=ctx.solver_options if method == ctx.method else {})
+                      options=ctx.solver_options)
         results: list[BlockResult] = []
         grad_time = solve_time = 0.0
         n_rows = 0
@@ -304,9 +306,9 @@ def _block_solver(
             status=Status.worst(r.status for r in results), n_blocks=len(results),
             message=f"{len(results)} blocks in {len(groups)} gradient pass(es)", damping=damping,
         )
-        return _Candidate(w_new, alive_new, record)
+        return _Candidate(w_new, alive_new, record, w_sol)
 
-    return solve_at
+    return solve_at, scale_of
 
 
 def group_blocks(blocks: list[tuple[int, int]], max_columns: int | None) -> list[list[int]]:

@@ -86,6 +86,10 @@ def gram_starts(problem: L0Problem, w_best: np.ndarray) -> list[np.ndarray]:
     return starts
 
 
+# Largest ratio of Gram diagonal entries the search works with (see gram_ils).
+_MAX_DIAG_SPREAD = 1e24
+
+
 def _gram(problem: L0Problem) -> tuple[np.ndarray, np.ndarray, float]:
     P = problem
     A = np.asarray(P.A, dtype=np.float64)
@@ -125,6 +129,13 @@ def gram_ils(
     """
     P = problem
     G, b, f0 = _gram(P)
+    d = G.diagonal()
+    if not (np.all(np.isfinite(G)) and np.all(np.isfinite(b)) and d.min() > 0
+            and d.max() <= _MAX_DIAG_SPREAD * d.min()):
+        # A Gram matrix that float64 cannot hold to working accuracy (columns
+        # hundreds of orders of magnitude apart): its rank-one updates would
+        # divide by rounding noise. The earlier stages' result stands.
+        return None, 0
     try:  # the ridge solution on all coordinates: its largest entries are one more start
         starts = [*starts, top_k(np.abs(np.linalg.solve(G, b)), P.k)]
     except np.linalg.LinAlgError:

@@ -150,3 +150,41 @@ def test_chita_n_m_keeps_exactly_n_per_group(stages):
         mask = _counts(mod.weight_mask.detach().numpy(), 4)
         assert (mask == 2).all()  # the mask holds exactly N per group
         assert (counts == 2).all()
+
+
+def test_semi_structured_conversion_refuses_what_it_cannot_convert():
+    torch = pytest.importorskip("torch")
+    from chita_opt.adapters import torch as tadapt
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    X, y = torch.randn(64, 8), torch.randint(0, 4, (64,))
+    tadapt.prune(model, torch.nn.functional.cross_entropy, (X, y), pattern="2:4",
+                 method="magnitude", progress=False)
+    before = model[0].weight_orig.detach().clone()
+    with pytest.raises(ValueError, match=r"0: still masked \(call make_permanent"):
+        tadapt.to_semi_structured(model)
+    tadapt.make_permanent(model)
+    with pytest.raises(ValueError, match="0: on cpu, expected a CUDA device"):
+        tadapt.to_semi_structured(model)
+    assert torch.equal(model[0].weight.detach(), before * (before != 0))
+
+
+@pytest.mark.skipif(
+    not (__import__("importlib").util.find_spec("torch")
+         and __import__("torch").cuda.is_available()),
+    reason="needs a CUDA GPU (sparse tensor cores)",
+)
+def test_semi_structured_on_cuda_matches_the_dense_layer():
+    import torch
+
+    from chita_opt.adapters import torch as tadapt
+
+    model = torch.nn.Sequential(torch.nn.Linear(128, 128)).half().cuda()
+    X = torch.randn(256, 128, device="cuda", dtype=torch.half)
+    y = torch.randint(0, 128, (256,), device="cuda")
+    tadapt.prune(model, torch.nn.functional.cross_entropy, (X, y), pattern="2:4",
+                 method="magnitude", progress=False)
+    tadapt.make_permanent(model)
+    dense = model(X)
+    assert tadapt.to_semi_structured(model) == ["0"]
+    torch.testing.assert_close(model(X), dense, rtol=1e-2, atol=1e-2)

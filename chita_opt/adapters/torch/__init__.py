@@ -32,6 +32,7 @@ Importing this module imports torch; ``import chita_opt`` does not.
 from ._gradual import gradual_prune
 from ._prune import gradient_matrix, held_out_loss, prune, select_damping
 from ._select import DEFAULT_PRUNABLE, selected_params
+from ._semi_structured import to_semi_structured
 from ._state import apply_masks, make_permanent, masks
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "prune",
     "select_damping",
     "selected_params",
+    "to_semi_structured",
 ]

@@ -33,13 +33,12 @@ import numpy as np
 
 from .._validation import check_nonnegative, describe
 from ._refit import refit_rows
+from ._swaps import cheap_moves, exact_moves
 from .problem import Budget, LayerProblem
 
 __all__ = ["LAYER_METHODS", "LayerSolution", "solve_layer"]
 
 LAYER_METHODS = ("magnitude", "backsolve", "iht", "chita")
-#: entries of the (rows, s, d_in - s) exchange tensor evaluated at once
-_SWAP_CHUNK = 4_000_000
 
 
 @dataclass
@@ -91,108 +90,52 @@ def _iht(prob: LayerProblem, W: np.ndarray, mask: np.ndarray, iters: int):
     return None, best_mask, False
 
 
-def _best_row_swaps(prob: LayerProblem, W, G, mask, n_cand: int):
-    """Best within-row exchange (i out, j in) for every row: (delta, i, j).
-
-    ``delta`` is the exact objective change of zeroing w_i and setting w_j to
-    its best value with the rest fixed. For N:M budgets all pairs inside each
-    group are scanned; otherwise i ranges over the ``n_cand`` kept weights that
-    are cheapest to drop and j over every pruned weight.
-    """
-    Hd = prob.Hd
-    hdiag = np.diag(Hd)
-    d_out, d_in = W.shape
-    a = np.where(mask, 0.5 * W * W * hdiag - W * G, np.inf)  # cost of dropping i, no refit
-    if prob.budget.kind == "nm":
-        m = prob.budget.m
-        nb = d_in // m
-        Hb = Hd.reshape(nb, m, nb, m)[np.arange(nb), :, np.arange(nb), :]  # (nb, m, m)
-        Wg, Gg = W.reshape(d_out, nb, m), G.reshape(d_out, nb, m)
-        t = Gg[:, :, None, :] - Wg[:, :, :, None] * Hb[None]
-        delta = a.reshape(d_out, nb, m)[..., None] - t * t / (2.0 * hdiag.reshape(nb, m)[None, :, None, :])
-        delta = np.where(mask.reshape(d_out, nb, 1, m), np.inf, delta)
-        flat = delta.reshape(d_out, -1).argmin(axis=1)
-        best = delta.reshape(d_out, -1)[np.arange(d_out), flat]
-        blk, rem = np.divmod(flat, m * m)
-        ii, jj = np.divmod(rem, m)
-        return best, blk * m + ii, blk * m + jj
-    q = max(1, min(n_cand, d_in))
-    cand = np.argpartition(a, q - 1, axis=1)[:, :q] if q < d_in else np.tile(np.arange(d_in), (d_out, 1))
-    a_c = np.take_along_axis(a, cand, axis=1)
-    w_c = np.take_along_axis(W, cand, axis=1)
-    deltas = np.empty(d_out)
-    best_i = np.empty(d_out, dtype=np.int64)
-    best_j = np.empty(d_out, dtype=np.int64)
-    chunk = max(1, _SWAP_CHUNK // (q * d_in))
-    for c0 in range(0, d_out, chunk):
-        sl = slice(c0, min(d_out, c0 + chunk))
-        t = G[sl, None, :] - w_c[sl, :, None] * Hd[cand[sl]]  # (rows, q, d_in)
-        delta = a_c[sl, :, None] - t * t / (2.0 * hdiag)
-        delta = np.where(mask[sl, None, :], np.inf, delta)
-        flat = delta.reshape(delta.shape[0], -1).argmin(axis=1)
-        n = delta.shape[0]
-        deltas[sl] = delta.reshape(n, -1)[np.arange(n), flat]
-        ci, best_j[sl] = np.divmod(flat, d_in)
-        best_i[sl] = cand[sl][np.arange(n), ci]
-    return deltas, best_i, best_j
-
-
-def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, n_cand: int):
-    """Exchange local search; returns (W, mask, rounds used, swaps applied)."""
-    d_out, d_in = W.shape
-    hdiag = np.diag(prob.Hd)
-    rows = np.arange(d_out)
-    n_swaps = 0
+def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: int, exact: bool):
+    """Exchange local search; returns (W, mask, rounds used, rows changed)."""
+    d_out = W.shape[0]
+    nm = prob.budget.m if prob.budget.kind == "nm" else None
+    moves = exact_moves if exact else cheap_moves
+    n_changed = 0
     rounds = 0
     for rounds in range(1, max_rounds + 1):  # noqa: B007 - reported
         G = (W - prob.W_bar) @ prob.Hd
-        f_rows = prob.row_objectives(W)
-        scale = tol * max(float(f_rows.sum()), 1e-300) / d_out
-        deltas, bi, bj = _best_row_swaps(prob, W, G, mask, n_cand)
-        take = deltas < -scale
-        changed = set()
+        f_now = prob.objective(W)
+        scale = tol * max(f_now, 1e-300) / d_out
+        delta, bi, bj, d_val, d_i, a_val, a_j = moves(prob.Hd, W, G, mask, q, nm)
         new_mask = mask.copy()
-        for r in np.flatnonzero(take):
+        changed = np.zeros(d_out, dtype=bool)
+        for r in np.flatnonzero(delta < -scale):
             new_mask[r, bi[r]] = False
             new_mask[r, bj[r]] = True
-            changed.add(int(r))
+            changed[r] = True
         if prob.budget.kind == "layer":
-            # between rows: drop the cheapest weight of one row, add the best
-            # weight of another (each row changed at most once per round)
-            drop = np.where(mask, 0.5 * W * W * hdiag - W * G, np.inf)
-            gain = np.where(mask, -np.inf, G * G / (2.0 * hdiag))
-            free = np.array([r not in changed for r in range(d_out)])
-            d_i = drop.argmin(axis=1)
-            a_j = gain.argmax(axis=1)
-            d_val = drop[rows, d_i]
-            a_val = gain[rows, a_j]
-            order_d = [r for r in np.argsort(d_val) if free[r] and np.isfinite(d_val[r])]
-            order_a = [r for r in np.argsort(-a_val) if free[r] and np.isfinite(a_val[r])]
-            used = set()
+            # between rows: pair the cheapest drops with the largest adds of
+            # other rows; each row changes at most once per round
+            order_d = [r for r in np.argsort(d_val) if not changed[r] and np.isfinite(d_val[r])]
+            order_a = [r for r in np.argsort(-a_val) if not changed[r] and np.isfinite(a_val[r])]
             ia = 0
             for rd in order_d:
-                if rd in used:
+                if changed[rd]:
                     continue
-                while ia < len(order_a) and order_a[ia] in used | {rd}:
+                while ia < len(order_a) and (changed[order_a[ia]] or order_a[ia] == rd):
                     ia += 1
                 if ia >= len(order_a) or d_val[rd] - a_val[order_a[ia]] >= -scale:
                     break
                 ra = order_a[ia]
                 new_mask[rd, d_i[rd]] = False
                 new_mask[ra, a_j[ra]] = True
-                used.update((rd, ra))
-                changed.update((int(rd), int(ra)))
-        if not changed:
+                changed[rd] = changed[ra] = True
+        if not changed.any():
             break
-        ch = np.array(sorted(changed), dtype=np.int64)
+        ch = np.flatnonzero(changed)
         W_try = W.copy()
         refit_rows(prob.Hd, prob.W_bar, new_mask, ch, W_out=W_try)
-        # exact refit is never worse than the exchanged point; guard against rounding
-        if prob.objective(W_try) >= f_rows.sum():
+        # each move is a descent step; stop if rounding says otherwise
+        if prob.objective(W_try) >= f_now:
             break
         W, mask = W_try, new_mask
-        n_swaps += len(ch)
-    return W, mask, rounds, n_swaps
+        n_changed += ch.size
+    return W, mask, rounds, n_changed
 
 
 def solve_layer(
@@ -205,7 +148,8 @@ def solve_layer(
     rounds: int = 4,
     iht_iters: int = 0,
     swap_rounds: int = 30,
-    swap_candidates: int = 8,
+    exact_rounds: int = 10,
+    swap_candidates: int = 16,
     tol: float = 1e-9,
 ) -> LayerSolution:
     """Prune one layer: ``solve_layer(H, W_bar, Budget.layer(k), damping=...)``.
@@ -213,14 +157,17 @@ def solve_layer(
     ``H`` may also be a :class:`LayerProblem` (then ``W_bar``, ``budget`` and
     ``damping`` come from it). ``rounds`` is the number of gradual OBS steps of
     ``"chita"``, ``iht_iters`` the IHT iterations (``"iht"`` uses 50 when 0),
-    ``swap_rounds`` the most exchange rounds, ``swap_candidates`` the kept
-    weights per row tried for removal in each round (unstructured budgets); ``tol`` is the relative
+    ``swap_rounds`` the most rounds of cheap exchanges (scored without refit),
+    ``exact_rounds`` the most rounds of exchanges scored after the exact refit
+    (O(s^3) per row and round), ``swap_candidates`` the pruned weights per row
+    tried for addition in each round; ``tol`` is the relative
     improvement below which an exchange is not worth a refit.
     """
     prob = H if isinstance(H, LayerProblem) else LayerProblem(H, W_bar, budget, damping)
     if method not in LAYER_METHODS:
         raise ValueError(f"method: expected one of {LAYER_METHODS}, got {describe(method)}")
-    for name, val in (("rounds", rounds), ("swap_rounds", swap_rounds), ("iht_iters", iht_iters)):
+    for name, val in (("rounds", rounds), ("swap_rounds", swap_rounds), ("iht_iters", iht_iters),
+                      ("exact_rounds", exact_rounds), ("swap_candidates", swap_candidates)):
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 0:
             raise ValueError(f"{name}: expected a non-negative integer, got {describe(val)}")
     if rounds < 1:
@@ -259,11 +206,15 @@ def solve_layer(
             if better:
                 W, mask = W_new, mask_new
             hist["iht"] = prob.objective(W)
-        if swap_rounds:
-            W, mask, used, n_sw = _swap_search(prob, W, mask, swap_rounds, tol, swap_candidates)
-            hist["swaps"] = prob.objective(W)
-            hist["swap_rounds"] = float(used)
-            hist["swaps_applied"] = float(n_sw)
+        for exact, n_rounds in ((False, swap_rounds), (True, exact_rounds)):
+            if n_rounds:
+                W, mask, used, n_sw = _swap_search(
+                    prob, W, mask, n_rounds, tol, swap_candidates, exact
+                )
+                tag = "exact_swaps" if exact else "swaps"
+                hist[tag] = prob.objective(W)
+                hist[tag + "_rounds"] = float(used)
+                hist[tag + "_rows_changed"] = float(n_sw)
     W = np.where(mask, W, 0.0)
     assert bud.is_feasible(mask), "internal error: budget violated"
     return LayerSolution(

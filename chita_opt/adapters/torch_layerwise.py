@@ -294,6 +294,7 @@ def prune_layerwise(
     progress: bool = True,
     solver_options: Mapping[str, Any] | None = None,
     callback: Callable[[LayerRecord], None] | None = None,
+    solver: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> LayerwiseReport:
     """Prune every selected layer of ``model`` to reconstruct its calibration outputs.
 
@@ -311,6 +312,9 @@ def prune_layerwise(
     device : where batches are moved before the forward (default: left as given).
     solver_options : extra keyword arguments of :func:`~chita_opt.layerwise.solve_layer`.
     callback : called with each layer's :class:`LayerRecord` once it is pruned.
+    solver : replaces ``method``: ``solver(H, W_bar, budget, damping) -> (W, mask)``
+        on float64 numpy arrays (how the benchmarks run SparseGPT and Wanda
+        through the same capture); its budget is checked.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
@@ -324,7 +328,11 @@ def prune_layerwise(
     batches = _batches(data)
     device = torch.device(device) if device is not None else None
     chosen = _select(model, layers)
-    report = LayerwiseReport(method=method)
+    if solver is not None and not callable(solver):
+        raise TypeError(f"solver: expected a callable (H, W_bar, budget, damping) -> (W, mask), "
+                        f"got {describe(solver)}")
+    report = LayerwiseReport(method=method if solver is None else getattr(
+        solver, "__name__", "custom"))
     t_start = time.perf_counter()
     snap = _Snapshot(model, [m for _, m in chosen])
     try:
@@ -338,7 +346,8 @@ def prune_layerwise(
                 Hs = _capture(model, group, batches, device, calls)
             t_cap = (time.perf_counter() - t0) / len(group)
             for (name, mod), Ht in zip(group, Hs, strict=True):
-                rec = _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts)
+                rec = _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts,
+                                 solver)
                 rec.capture_seconds = t_cap
                 report.layers.append(rec)
                 bar(rec)
@@ -353,7 +362,7 @@ def prune_layerwise(
     return report
 
 
-def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts) -> LayerRecord:
+def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts, solver):
     H = Ht.cpu().numpy()
     W_bar = mod.weight.detach().to(torch.float64).cpu().numpy()
     if _is_conv1d(mod):
@@ -361,17 +370,31 @@ def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts) -
     try:
         budget = budget_from_sparsity(W_bar.shape, sparsity, pattern, scope)
         damp = damping * float(np.mean(np.diag(H)))
-        sol = solve_layer(H, W_bar, budget, damping=damp, method=method, **opts)
         magn = solve_layer(H, W_bar, budget, damping=damp, method="magnitude")
+        if solver is None:
+            sol = solve_layer(H, W_bar, budget, damping=damp, method=method, **opts)
+            W, mask, secs, err = sol.W, sol.mask, sol.seconds, sol.error
+        else:
+            t0 = time.perf_counter()
+            W, mask = solver(H, W_bar, budget, damp)
+            secs = time.perf_counter() - t0
+            W, mask = np.asarray(W, dtype=np.float64), np.asarray(mask, dtype=bool)
+            if W.shape != W_bar.shape or mask.shape != W_bar.shape or not budget.is_feasible(mask):
+                raise ValueError(f"solver: expected (W, mask) of shape {W_bar.shape} within "
+                                 f"the budget {budget}, got {describe(W)} with "
+                                 f"{int(mask.sum())} kept")
+            W = np.where(mask, W, 0.0)
+            D = W - W_bar
+            err = 0.5 * float(np.einsum("ij,ij->", D @ H, D))
     except Exception as exc:
         exc.add_note(f"while pruning layer {name!r} of shape {W_bar.shape}")
         raise
-    _write(mod, sol.W, sol.mask)
+    _write(mod, W, mask)
     dense = 0.5 * float(np.einsum("ij,ij->", W_bar @ H, W_bar))
     return LayerRecord(
-        name=name, shape=W_bar.shape, budget=str(budget), kept=int(sol.mask.sum()),
-        error_magnitude=magn.error, error=sol.error, dense_energy=dense, damping=damp,
-        solve_seconds=sol.seconds, capture_seconds=0.0,
+        name=name, shape=W_bar.shape, budget=str(budget), kept=int(mask.sum()),
+        error_magnitude=magn.error, error=err, dense_energy=dense, damping=damp,
+        solve_seconds=secs, capture_seconds=0.0,
     )
 
 

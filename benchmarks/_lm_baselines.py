@@ -33,7 +33,7 @@ __all__ = ["sparsegpt", "wanda"]
 def sparsegpt(H, W_bar, budget: Budget, damping: float, blocksize: int = 128):
     W = np.array(W_bar, dtype=np.float64)
     H = np.array(H, dtype=np.float64)
-    d_out, d = W.shape
+    d = W.shape[1]
     dead = np.diag(H) == 0
     H[dead, dead] = 1.0
     W[:, dead] = 0.0

@@ -59,7 +59,8 @@ class Block(nn.Module):
     def forward(self, x):
         b, t, d = x.shape
         h = self.ln1(x)
-        q, k, v = (f(h).view(b, t, self.n_heads, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
+        q, k, v = (f(h).view(b, t, self.n_heads, -1).transpose(1, 2)
+                   for f in (self.q, self.k, self.v))
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.o(a.transpose(1, 2).reshape(b, t, d))
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
@@ -109,7 +110,8 @@ def perplexity(model: nn.Module, held_out: torch.Tensor, context: int, batch: in
     for i in range(0, w.shape[0], batch):
         x = w[i : i + batch]
         logits = model(x[:, :-1])
-        nll += F.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1), reduction="sum").item()
+        nll += F.cross_entropy(logits.reshape(-1, 256), x[:, 1:].reshape(-1),
+                               reduction="sum").item()
         count += x[:, 1:].numel()
     return math.exp(nll / count)
 
@@ -124,7 +126,8 @@ def trained_model(c: Config, log=print) -> ByteLM:
         return model.eval()
     train, held = corpus()
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=c.steps, pct_start=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=c.steps,
+                                                pct_start=0.05)
     g = torch.Generator().manual_seed(c.seed)
     t0 = time.perf_counter()
     model.train()
@@ -138,7 +141,8 @@ def trained_model(c: Config, log=print) -> ByteLM:
         opt.step()
         sched.step()
         if step % 200 == 0 or step == c.steps - 1:
-            log(f"  train step {step:5d}  loss {loss.item():.3f}  {time.perf_counter() - t0:6.1f} s")
+            elapsed = time.perf_counter() - t0
+            log(f"  train step {step:5d}  loss {loss.item():.3f}  {elapsed:6.1f} s")
     model.eval()
     log(f"  trained in {time.perf_counter() - t0:.0f} s; held-out ppl "
         f"{perplexity(model, held, c.context):.3f}; cached at {path}")

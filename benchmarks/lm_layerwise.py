@@ -39,12 +39,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import print_header, print_table  # noqa: E402
-from _lm_baselines import sparsegpt, wanda  # noqa: E402
-from _lm_model import SMOKE, Config, corpus, perplexity, trained_model, windows  # noqa: E402
+from _common import print_header, print_table
+from _lm_baselines import sparsegpt, wanda
+from _lm_model import SMOKE, Config, corpus, perplexity, trained_model, windows
 
-from chita_opt.adapters.torch_layerwise import _default_layers, prune_layerwise  # noqa: E402
-from chita_opt.layerwise import budget_from_sparsity, solve_layer  # noqa: E402
+from chita_opt.adapters.torch_layerwise import _default_layers, prune_layerwise
+from chita_opt.layerwise import budget_from_sparsity, solve_layer
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "chita")
 
@@ -68,7 +68,8 @@ def _prune(model, calib, setting, method, damping, chita_opts):
 def _dense_grams(model, calib):
     """H of every prunable layer on the dense model's own inputs (one pass, no pruning)."""
     layers = _default_layers(model)
-    Hs = {n: torch.zeros(m.weight.shape[1], m.weight.shape[1], dtype=torch.float64) for n, m in layers}
+    Hs = {n: torch.zeros(m.weight.shape[1], m.weight.shape[1], dtype=torch.float64)
+          for n, m in layers}
     handles = []
     for n, m in layers:
         def hook(mod, args, n=n):
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
             ppl = perplexity(pruned, held, cfg.context)
             rel = [r.relative_error for r in rep.layers]
             per_layer[(setting, method)] = rel
-            kept = sum(r.kept for r in rep.layers) / sum(r.shape[0] * r.shape[1] for r in rep.layers)
+            size = sum(r.shape[0] * r.shape[1] for r in rep.layers)
+            kept = sum(r.kept for r in rep.layers) / size
             rows.append([setting, method, ppl, wall, sum(r.solve_seconds for r in rep.layers),
                          float(np.mean(rel)), f"{1 - kept:.1%}"])
             print(f"  {setting:>4} {method:<10} ppl {ppl:8.3f}  {wall:6.1f} s", flush=True)

@@ -181,7 +181,7 @@ def test_errors_name_the_argument():
         prune_layerwise(model, X, sparsity=1.2)
     with pytest.raises(ValueError, match="pattern: expected 1 <= N <= M"):
         prune_layerwise(model, X, pattern="4:2")
-    with pytest.raises(TypeError, match="model: expected a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"model: expected a torch\.nn\.Module"):
         prune_layerwise("model", X, sparsity=0.5)
     with pytest.raises(TypeError, match="data: expected"):
         prune_layerwise(model, 3.0, sparsity=0.5)
@@ -197,5 +197,5 @@ def test_errors_name_the_argument():
         prune_layerwise(model, X, pattern="2:8")
     assert not hasattr(model[0], "weight_mask")  # the failed call left it untouched
     prune_layerwise(model, X, sparsity=0.5, progress=False)
-    with pytest.raises(ValueError, match="already carries a torch.nn.utils.prune mask"):
+    with pytest.raises(ValueError, match=r"already carries a torch\.nn\.utils\.prune mask"):
         prune_layerwise(model, X, sparsity=0.5)

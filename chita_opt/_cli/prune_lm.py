@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     batches = [{"input_ids": b} for b in wins.split(args.batch_size)]
     print(f"model {model_dir} ({type(model).__name__}), {ids.numel()} tokens: "
           f"{n_win} calibration windows of {seqlen}, {held.numel()} held out")
-    ppl_before = _perplexity(model, held, seqlen, args.batch_size, device) if args.held_out else None
+    ppl_before = (_perplexity(model, held, seqlen, args.batch_size, device)
+                  if args.held_out else None)
     report = prune_layerwise(
         model, batches, sparsity=args.sparsity, pattern=args.pattern, method=args.method,
         damping=args.damping, device=device, progress=not args.quiet,

@@ -113,7 +113,8 @@ def _default_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _select(model: nn.Module, layers: Any) -> list[tuple[str, nn.Module]]:
-    allowed = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) or _is_conv1d(m)}
+    allowed = {n: m for n, m in model.named_modules()
+               if isinstance(m, nn.Linear) or _is_conv1d(m)}
     if layers is None:
         chosen = _default_layers(model)
     elif callable(layers):
@@ -205,7 +206,8 @@ def _plan(model, chosen, batches, device) -> list[list[tuple[str, nn.Module]]]:
             groups.append([idx])
         last_input = inp
     # early stop is safe only for layers called once per forward
-    return [[chosen[i] for i in g] for g in groups], {chosen[i][0]: calls[i] for i in range(len(chosen))}
+    counts = {chosen[i][0]: calls[i] for i in range(len(chosen))}
+    return [[chosen[i] for i in g] for g in groups], counts
 
 
 def _capture(model, group, batches, device, calls) -> list[torch.Tensor]:

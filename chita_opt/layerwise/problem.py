@@ -112,7 +112,7 @@ class Budget:
         return mask
 
     def is_feasible(self, mask: np.ndarray) -> bool:
-        d_out, d_in = mask.shape
+        d_out = mask.shape[0]
         if self.kind == "row":
             return bool((mask.sum(axis=1) <= self.k).all())
         if self.kind == "layer":
@@ -151,9 +151,9 @@ def budget_from_sparsity(
         raise ValueError(f"sparsity: expected a number in [0, 1), got {describe(sparsity)}")
     d_out, d_in = shape
     if scope == "row":
-        return Budget.per_row(int(round((1.0 - float(sparsity)) * d_in)))
+        return Budget.per_row(round((1.0 - float(sparsity)) * d_in))
     if scope == "layer":
-        return Budget.layer(int(round((1.0 - float(sparsity)) * d_out * d_in)))
+        return Budget.layer(round((1.0 - float(sparsity)) * d_out * d_in))
     raise ValueError(f"scope: expected 'layer' or 'row', got {scope!r}")
 
 

@@ -194,7 +194,8 @@ def solve_layer(
             hist["iht"] = prob.objective(W)
     else:
         mask = np.ones(Wb.shape, dtype=bool)
-        W, inv_diag = Wb.copy(), np.tile(np.diag(np.linalg.pinv(Hd, hermitian=True)), (Wb.shape[0], 1))
+        hinv = np.diag(np.linalg.pinv(Hd, hermitian=True))
+        W, inv_diag = Wb.copy(), np.tile(hinv, (Wb.shape[0], 1))
         steps = _intermediate_budgets(bud, Wb.shape, rounds)
         for t, step in enumerate(steps):
             mask = step.project(_obs_scores(W, inv_diag, mask))

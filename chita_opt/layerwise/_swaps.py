@@ -15,7 +15,8 @@ change is exactly the sum because rows are independent given their supports.
   ``G_j^2 / (2 c_j)`` with the Schur complement ``c_j = Hd_jj - Hd_jS M Hd_Sj``;
   with ``P = Hd_JS M`` the exchange changes f by
   ``w_i^2/(2 M_ii) - (G_j - w_i P_ji / M_ii)^2 / (2 (c_j + P_ji^2 / M_ii))``
-  (rank-one update of M after dropping i). Costs O(s^3 + q s^2) per row.
+  (rank-one update of M after dropping i). Costs O(s^3 + q s^2) per row,
+  batched over rows like the refit.
 
 j ranges over the ``q`` pruned weights with the largest cheap add score
 ``G_j^2 / Hd_jj`` (all of them when fewer); N:M budgets pair i and j only inside
@@ -25,7 +26,8 @@ one group of ``m`` consecutive inputs, and there every pruned j is scanned.
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotri
+
+from ._refit import inverse_stack, padded_blocks
 
 __all__ = ["cheap_moves", "exact_moves"]
 
@@ -89,46 +91,43 @@ def exact_moves(Hd, W, G, mask, q, m=None):
     hdiag = np.diag(Hd)
     # N:M pairs must share a group, so a few global candidates would rarely
     # meet a kept weight of their own group: scan every pruned weight
-    cand = _candidates(G, hdiag, mask, d_in if m is not None else q)
-    out_delta = np.full(d_out, np.inf)
-    out_i = np.zeros(d_out, dtype=np.int64)
-    out_j = np.zeros(d_out, dtype=np.int64)
-    drop_v = np.full(d_out, np.inf)
-    drop_i = np.zeros(d_out, dtype=np.int64)
-    add_v = np.full(d_out, -np.inf)
-    add_j = np.zeros(d_out, dtype=np.int64)
-    for r in range(d_out):
-        S = np.flatnonzero(mask[r])
-        J = cand[r][~mask[r, cand[r]]]
-        if J.size == 0:
-            continue
-        Gj = G[r, J]
-        if S.size == 0:
-            gain = Gj * Gj / (2.0 * hdiag[J])
-            t = int(gain.argmax())
-            add_v[r], add_j[r] = gain[t], J[t]
-            continue
-        c, info = dpotrf(Hd[np.ix_(S, S)], lower=False, clean=True)
-        if info != 0:  # singular block (damping 0): leave this row to the cheap moves
-            continue
-        M, _ = dpotri(c, lower=False)
-        M = np.triu(M) + np.triu(M, 1).T
-        Mii = np.maximum(np.diag(M), 1e-300)
-        w = W[r, S]
-        drop = w * w / (2.0 * Mii)
-        HJS = Hd[np.ix_(J, S)]
-        P = HJS @ M  # (|J|, s)
-        cj = np.maximum(hdiag[J] - np.einsum("js,js->j", P, HJS), 1e-12 * hdiag[J])
-        gain = Gj * Gj / (2.0 * cj)
-        t_d, t_a = int(drop.argmin()), int(gain.argmax())
-        drop_v[r], drop_i[r] = drop[t_d], S[t_d]
-        add_v[r], add_j[r] = gain[t_a], J[t_a]
-        ratio = P.T / Mii[:, None]  # (s, |J|): P_ji / M_ii
-        num = Gj[None, :] - w[:, None] * ratio
-        delta = drop[:, None] - num * num / (2.0 * (cj[None, :] + P.T * ratio))
+    q = d_in if m is not None else max(1, min(q, d_in))
+    cand = _candidates(G, hdiag, mask, q)
+    Hx = np.zeros((d_in + 1, d_in + 1))
+    Hx[:d_in, :d_in] = Hd
+    Wx = np.zeros((d_out, d_in + 1))
+    Wx[:, :d_in] = W
+    out = [np.full(d_out, np.inf), np.zeros(d_out, dtype=np.int64), np.zeros(d_out, dtype=np.int64),
+           np.full(d_out, np.inf), np.zeros(d_out, dtype=np.int64),
+           np.full(d_out, -np.inf), np.zeros(d_out, dtype=np.int64)]
+    rows = np.arange(d_out)
+    s_max = max(int(mask.sum(axis=1).max()), 1)
+    for pos, idx, valid, Hss in padded_blocks(Hd, mask, rows, 2 + 4 * max(1, q // s_max)):
+        n = pos.size
+        M = inverse_stack(Hss)
+        Mii = np.maximum(np.einsum("bii->bi", M), 1e-300)
+        w = np.take_along_axis(Wx[pos], idx, axis=1)
+        drop = np.where(valid, w * w / (2.0 * Mii), np.inf)
+        J = cand[pos]
+        j_ok = ~np.take_along_axis(mask[pos], J, axis=1)
+        Gj = np.take_along_axis(G[pos], J, axis=1)
+        HJS = Hx[J[:, :, None], idx[:, None, :]]  # (n, q, s); zero on padding
+        P = HJS @ M
+        c = np.maximum(hdiag[J] - np.einsum("bjs,bjs->bj", P, HJS), 1e-12 * hdiag[J])
+        gain = np.where(j_ok, Gj * Gj / (2.0 * c), -np.inf)
+        ratio = P / Mii[:, None, :]  # P_ji / M_ii
+        num = Gj[:, :, None] - w[:, None, :] * ratio
+        delta = drop[:, None, :] - num * num / (2.0 * (c[:, :, None] + P * ratio))
+        bad = ~j_ok[:, :, None]
         if m is not None:
-            delta = np.where((S // m)[:, None] == (J // m)[None, :], delta, np.inf)
-        flat = int(delta.argmin())
-        a, b = divmod(flat, J.size)
-        out_delta[r], out_i[r], out_j[r] = delta[a, b], S[a], J[b]
-    return out_delta, out_i, out_j, drop_v, drop_i, add_v, add_j
+            bad = bad | ((J // m)[:, :, None] != (idx // m)[:, None, :])
+        delta = np.where(bad, np.inf, delta)
+        flat = delta.reshape(n, -1).argmin(axis=1)
+        jj, ii = np.divmod(flat, idx.shape[1])
+        ar = np.arange(n)
+        out[0][pos] = delta.reshape(n, -1)[ar, flat]
+        out[1][pos], out[2][pos] = idx[ar, ii], J[ar, jj]
+        t_d, t_a = drop.argmin(axis=1), gain.argmax(axis=1)
+        out[3][pos], out[4][pos] = drop[ar, t_d], idx[ar, t_d]
+        out[5][pos], out[6][pos] = gain[ar, t_a], J[ar, t_a]
+    return tuple(out)

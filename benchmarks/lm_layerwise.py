@@ -118,6 +118,10 @@ def main(argv=None) -> int:
     ap.add_argument("--damping", type=float, default=0.01, help="relative to mean diag(H)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--per-layer", action="store_true", help="print every layer's errors")
+    ap.add_argument("--damping-sweep", default="",
+                    help="comma-separated relative dampings: chita's perplexity for each")
+    ap.add_argument("--chita", default="",
+                    help="solver options, e.g. rounds=2,swap_rounds=10,exact_rounds=3")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = SMOKE if args.smoke else Config()
@@ -125,10 +129,14 @@ def main(argv=None) -> int:
     methods = args.methods.split(",")
     n_calib = 16 if args.smoke else args.calib
     chita_opts = {"swap_rounds": 5, "exact_rounds": 2} if args.smoke else {}
+    for item in filter(None, args.chita.split(",")):
+        key, value = item.split("=")
+        chita_opts[key] = int(value)
     print_header(f"lm_layerwise{' --smoke' if args.smoke else ''}: byte-level LM, "
                  f"layer-wise pruning", packages=("numpy", "torch"))
     print(f"# config {cfg} (cache key {cfg.key()}); calibration {n_calib} x {cfg.context} bytes; "
-          f"damping {args.damping} x mean diag(H); torch threads {args.threads}")
+          f"damping {args.damping} x mean diag(H); torch threads {args.threads}; "
+          f"chita options {chita_opts or 'defaults'}")
     model = trained_model(cfg)
     train, held = corpus()
     calib_w = windows(train, cfg.context, n_calib, seed=0)[:, :-1]
@@ -151,7 +159,8 @@ def main(argv=None) -> int:
                          float(np.mean(rel)), f"{1 - kept:.1%}"])
             print(f"  {setting:>4} {method:<10} ppl {ppl:8.3f}  {wall:6.1f} s", flush=True)
     print()
-    print("## Held-out perplexity (sequential layer-wise pruning of all 24 block Linears)")
+    n_layers = len(_default_layers(model))
+    print(f"## Held-out perplexity (sequential layer-wise pruning of the {n_layers} block Linears)")
     print_table(["setting", "method", "perplexity", "wall s", "solve s",
                  "mean rel. layer error", "sparsity"], rows)
     if "sparsegpt" in methods and "chita" in methods:
@@ -164,6 +173,17 @@ def main(argv=None) -> int:
               "(each on its own pruned upstream)")
         print_table(["setting", "layers", "SparseGPT mean rel. err", "chita mean rel. err"], rows2)
         same_input_comparison(model, calib, settings, args.damping, chita_opts)
+    if args.damping_sweep:
+        rows3 = []
+        for setting in settings:
+            row = [setting]
+            for damp in args.damping_sweep.split(","):
+                pruned = copy.deepcopy(model)
+                _prune(pruned, calib, setting, "chita", float(damp), chita_opts)
+                row.append(perplexity(pruned, held, cfg.context))
+            rows3.append(row)
+        print("## chita perplexity by relative damping (measured on the held-out text itself)")
+        print_table(["setting", *args.damping_sweep.split(",")], rows3)
     if args.per_layer:
         names = [n for n, _ in _default_layers(model)]
         for setting in settings:

@@ -111,6 +111,10 @@ def test_every_method_is_feasible_and_never_beats_the_oracle(prob):
         assert np.all(sol.W[~sol.mask] == 0), method
         assert sol.objective == pytest.approx(prob.objective(sol.W), rel=1e-9, abs=1e-9)
         assert _gap(sol.objective, f_opt, prob) >= -1e-7, f"{method} beat the oracle"
+    # the cheap path alone (the default for d_in > 64) is feasible too
+    cheap = solve_layer(prob, exact_rounds=0)
+    assert prob.budget.is_feasible(cheap.mask)
+    assert _gap(cheap.objective, f_opt, prob) >= -1e-7
     # CHITA's local search starts from a refit support and only descends
     chita = solve_layer(prob, method="chita")
     assert chita.history.get("swaps", chita.objective) <= chita.history["gradual_obs"] + 1e-9
@@ -232,3 +236,16 @@ def test_input_errors_name_the_argument():
         budget_from_sparsity((2, 4), 1.5)
     with pytest.raises(ValueError, match="H, W_bar: expected finite"):
         LayerProblem(H * np.nan, W, Budget.per_row(2))
+
+
+def test_pruned_set_form_of_the_refit_agrees_with_the_kept_set_form():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((60, 12))
+    Hd = X.T @ X + 0.05 * np.eye(12)
+    Wb = rng.standard_normal((5, 12))
+    mask = rng.random((5, 12)) < 0.8  # mostly kept: the pruned-set form is used
+    W1, d1 = refit_rows(Hd, Wb, mask, want_inv_diag=True)
+    W2, d2 = refit_rows(Hd, Wb, mask, want_inv_diag=True, Hinv=np.linalg.inv(Hd))
+    assert np.allclose(W1, W2, atol=1e-9)
+    assert np.all(W2[~mask] == 0)
+    assert np.allclose(d1[mask], d2[mask]) and np.all(np.isinf(d2[~mask]))

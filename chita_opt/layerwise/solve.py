@@ -38,6 +38,9 @@ from .problem import Budget, LayerProblem
 
 __all__ = ["LAYER_METHODS", "LayerSolution", "solve_layer"]
 
+#: ``exact_rounds=None`` turns exact exchanges on for layers with d_in up to this
+_EXACT_AUTO_MAX_D_IN = 64
+
 LAYER_METHODS = ("magnitude", "backsolve", "iht", "chita")
 
 
@@ -68,6 +71,15 @@ def _intermediate_budgets(budget: Budget, shape: tuple[int, int], rounds: int) -
     full = d_in if budget.kind == "row" else d_out * d_in
     ks = [full - round((full - budget.k) * t / rounds) for t in range(1, rounds + 1)]
     return [Budget(budget.kind, k=k) for k in sorted(set(ks), reverse=True)]
+
+
+def _inverse(Hd: np.ndarray) -> np.ndarray:
+    try:
+        L = np.linalg.cholesky(Hd)
+        Linv = np.linalg.solve(L, np.eye(Hd.shape[0]))
+        return Linv.T @ Linv
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(Hd, hermitian=True)
 
 
 def _obs_scores(W: np.ndarray, inv_diag: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -147,8 +159,8 @@ def solve_layer(
     method: str = "chita",
     rounds: int = 4,
     iht_iters: int = 0,
-    swap_rounds: int = 30,
-    exact_rounds: int = 10,
+    swap_rounds: int = 10,
+    exact_rounds: int | None = None,
     swap_candidates: int = 16,
     tol: float = 1e-9,
 ) -> LayerSolution:
@@ -159,11 +171,16 @@ def solve_layer(
     ``"chita"``, ``iht_iters`` the IHT iterations (``"iht"`` uses 50 when 0),
     ``swap_rounds`` the most rounds of cheap exchanges (scored without refit),
     ``exact_rounds`` the most rounds of exchanges scored after the exact refit
-    (O(s^3) per row and round), ``swap_candidates`` the pruned weights per row
-    tried for addition in each round; ``tol`` is the relative
+    (O(s^3) per row and round; None: 10 when d_in <= 64, else 0),
+    ``swap_candidates`` the pruned weights per row tried for addition in each
+    round; ``tol`` is the relative
     improvement below which an exchange is not worth a refit.
     """
     prob = H if isinstance(H, LayerProblem) else LayerProblem(H, W_bar, budget, damping)
+    if exact_rounds is None:
+        # exact exchanges cost O(d_out s^3) a round: on by default only where
+        # that is small (they matter most there, measured on tiny layers)
+        exact_rounds = 10 if prob.shape[1] <= _EXACT_AUTO_MAX_D_IN else 0
     if method not in LAYER_METHODS:
         raise ValueError(f"method: expected one of {LAYER_METHODS}, got {describe(method)}")
     for name, val in (("rounds", rounds), ("swap_rounds", swap_rounds), ("iht_iters", iht_iters),
@@ -184,7 +201,8 @@ def solve_layer(
             hinv_diag = np.diag(np.linalg.inv(Hd))
         except np.linalg.LinAlgError:
             hinv_diag = np.maximum(np.diag(np.linalg.pinv(Hd, hermitian=True)), 1e-300)
-        mask = bud.project(Wb * Wb / hinv_diag[None, :])
+        # a zero diagonal (singular Hd, damping 0) would make a removal look free
+        mask = bud.project(Wb * Wb / np.maximum(hinv_diag, 1e-300)[None, :])
         W, _ = refit_rows(Hd, Wb, mask)
         hist["backsolve"] = prob.objective(W)
         if method == "iht":
@@ -194,13 +212,13 @@ def solve_layer(
             hist["iht"] = prob.objective(W)
     else:
         mask = np.ones(Wb.shape, dtype=bool)
-        hinv = np.diag(np.linalg.pinv(Hd, hermitian=True))
-        W, inv_diag = Wb.copy(), np.tile(hinv, (Wb.shape[0], 1))
+        Hinv = _inverse(Hd)
+        W, inv_diag = Wb.copy(), np.tile(np.maximum(np.diag(Hinv), 1e-300), (Wb.shape[0], 1))
         steps = _intermediate_budgets(bud, Wb.shape, rounds)
         for t, step in enumerate(steps):
             mask = step.project(_obs_scores(W, inv_diag, mask))
             # the removal costs are needed only for the next step
-            W, inv_diag = refit_rows(Hd, Wb, mask, want_inv_diag=t + 1 < len(steps))
+            W, inv_diag = refit_rows(Hd, Wb, mask, want_inv_diag=t + 1 < len(steps), Hinv=Hinv)
         hist["gradual_obs"] = prob.objective(W)
         if iht_iters:
             W_new, mask_new, better = _iht(prob, W, mask, iht_iters)

@@ -179,14 +179,16 @@ def _run(model, batches, device) -> None:
 
 def _plan(model, chosen, batches, device) -> list[list[tuple[str, nn.Module]]]:
     """Forward order of the layers, grouped when consecutive ones read one input tensor."""
-    order: list[tuple[int, int]] = []  # (index in chosen, id of input tensor)
+    # (index in chosen, the input tensor itself): holding the tensor keeps it
+    # alive, so "same input" is an identity test, not a reusable id()
+    order: list[tuple[int, Any]] = []
     calls = [0] * len(chosen)
     handles = []
     for idx, (_, mod) in enumerate(chosen):
         def hook(m, args, idx=idx):
             calls[idx] += 1
             if calls[idx] == 1:
-                order.append((idx, id(args[0])))
+                order.append((idx, args[0]))
         handles.append(mod.register_forward_pre_hook(hook))
     try:
         _run(model, batches[:1], device)
@@ -200,7 +202,7 @@ def _plan(model, chosen, batches, device) -> list[list[tuple[str, nn.Module]]]:
     groups: list[list[int]] = []
     last_input = None
     for idx, inp in order:
-        if groups and inp == last_input:
+        if groups and inp is last_input:
             groups[-1].append(idx)
         else:
             groups.append([idx])

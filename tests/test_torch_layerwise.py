@@ -199,3 +199,25 @@ def test_errors_name_the_argument():
     prune_layerwise(model, X, sparsity=0.5, progress=False)
     with pytest.raises(ValueError, match=r"already carries a torch\.nn\.utils\.prune mask"):
         prune_layerwise(model, X, sparsity=0.5)
+
+
+def test_custom_solver_plugs_into_the_same_capture_and_is_checked():
+    model = _mlp(5)
+    X = torch.randn(40, 12)
+    seen = []
+
+    def first_two_of_four(H, W_bar, budget, damping):
+        seen.append((H.shape, W_bar.shape, str(budget), damping))
+        mask = np.zeros(W_bar.shape, dtype=bool)
+        mask[:, 0::4] = mask[:, 1::4] = True
+        return W_bar * mask, mask
+
+    report = prune_layerwise(model, X, pattern="2:4", solver=first_two_of_four, progress=False)
+    assert report.method == "first_two_of_four"
+    assert torch.equal(model[0].weight_mask[:, 2::4], torch.zeros(16, 3))
+    assert [s[:2] for s in seen] == [((12, 12), (16, 12)), ((16, 16), (8, 16))]
+    with pytest.raises(ValueError, match="solver: expected"):
+        # two kept per group of four violates 1:4
+        prune_layerwise(_mlp(5), X, pattern="1:4", solver=first_two_of_four, progress=False)
+    with pytest.raises(TypeError, match="solver: expected a callable"):
+        prune_layerwise(_mlp(5), X, sparsity=0.5, solver="sparsegpt")

@@ -12,15 +12,18 @@ Methods (each returns a :class:`LayerSolution`):
 * ``"chita"`` (default) — gradual OBS: prune in ``rounds`` steps, each time
   dropping the weights whose exact removal cost ``w_i^2 / [Hd_SS^{-1}]_ii`` on
   the current refit support is smallest, and refitting; then optional IHT;
-  then swap local search: for every row the best exchange of a kept weight i
-  for a pruned weight j (inside one N:M group for N:M budgets, and between
-  rows for a whole-layer budget) by the exact change of the objective
-  ``1/2 w_i^2 Hd_ii - w_i g_i - (g_j - w_i Hd_ij)^2 / (2 Hd_jj)`` (g the
-  gradient), applied when negative, followed by the exact refit of the changed
-  rows. Every step is a descent step, so the objective never increases.
+  then exchange local search (``_swaps.py``): for every row the best exchange
+  of a kept weight i for a pruned weight j (inside one N:M group for N:M
+  budgets; plus a drop in one row paired with an add in another for a
+  whole-layer budget), first scored with the other weights fixed
+  (``swap_rounds``), then scored after the exact refit (``exact_rounds``),
+  applied when negative and followed by the exact refit of the changed rows.
+  Every step is a descent step, so the objective never increases.
 
-Cost: the refit is one batched |S| x |S| Cholesky per row, O(d_out s^3); a
-swap round evaluates O(d_out s (d_in - s)) exchanges (O(d_out d_in m) for N:M).
+Cost: a refit is one |S| x |S| Cholesky per row, O(d_out s^3 / 3) (through the
+pruned set D when |D| < |S|, O(d_out |D|^2 d_in)); a cheap exchange round
+scores O(d_out q d_in) pairs (q = ``swap_candidates``; O(d_out d_in m) for
+N:M) and an exact one needs Hd_SS^{-1}, O(d_out s^3).
 """
 
 from __future__ import annotations

@@ -221,3 +221,27 @@ def test_custom_solver_plugs_into_the_same_capture_and_is_checked():
         prune_layerwise(_mlp(5), X, pattern="1:4", solver=first_two_of_four, progress=False)
     with pytest.raises(TypeError, match="solver: expected a callable"):
         prune_layerwise(_mlp(5), X, sparsity=0.5, solver="sparsegpt")
+
+
+class _MLPBlock(nn.Module):
+    """Temporaries freed mid-forward: id() of fc2's input can repeat fc1's."""
+
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(8)
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x):
+        return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln(x))))
+
+
+def test_layers_with_different_inputs_get_separate_passes():
+    # regression: grouping by id(input) put fc1 and fc2 in one capture pass in
+    # the benchmark's transformer, so fc2 never saw the pruned fc1
+    from chita_opt.adapters.torch_layerwise import _plan
+
+    torch.manual_seed(6)
+    model = nn.Sequential(_MLPBlock(), _MLPBlock())
+    chosen = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    groups, _ = _plan(model, chosen, [torch.randn(4, 5, 8)], None)
+    assert [[n for n, _ in g] for g in groups] == [["0.fc1"], ["0.fc2"], ["1.fc1"], ["1.fc2"]]

@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "chita_opt._cli.validate",
         "compare methods against the certified exact optimum on generated problems",
     ),
+    "prune-lm": ("chita_opt._cli.prune_lm", "prune a Hugging Face causal LM layer-wise"),
 }
 
 

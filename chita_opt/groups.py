@@ -27,7 +27,6 @@ import numbers
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from ._validation import describe
 
@@ -120,23 +119,6 @@ def check_groups(
     return g, caps, k
 
 
-@njit(cache=True)
-def _greedy(order, groups, caps, k):  # pragma: no cover - jitted
-    room = caps.copy()
-    keep = np.zeros(order.shape[0], dtype=np.bool_)
-    left = k
-    for t in range(order.shape[0]):
-        if left == 0:
-            break
-        i = order[t]
-        g = groups[i]
-        if room[g] > 0:
-            room[g] -= 1
-            left -= 1
-            keep[i] = True
-    return keep
-
-
 def project_groups(scores: Any, groups: Any, group_k: Any, k: Any = None) -> np.ndarray:
     """Boolean mask of the greedy (exact) projection onto group caps and total ``k``.
 
@@ -151,8 +133,13 @@ def project_groups(scores: Any, groups: Any, group_k: Any, k: Any = None) -> np.
     if not np.isfinite(s).all():
         raise ValueError("scores: expected finite values, got NaN or Inf")
     g, caps, k = check_groups(groups, group_k, s.shape[0], k)
-    order = np.argsort(-s, kind="stable").astype(np.int64)
-    return _greedy(order, g, caps, -1 if k is None else k)
+    # One projection in the package: the solvers' (exact greedy, Numba).
+    from .solvers._group_caps import make_group_caps
+
+    structure = make_group_caps(g, caps, s.shape[0])
+    mask = np.zeros(s.shape[0], dtype=bool)
+    mask[structure.project(s, structure.total if k is None else k)] = True
+    return mask
 
 
 def group_counts(mask: Any, groups: Any, n_groups: int | None = None) -> np.ndarray:

@@ -21,10 +21,10 @@ from chita_opt.pruning.patterns import (
 @pytest.mark.parametrize(
     ("text", "exc", "match"),
     [
-        ("2-4", ValueError, "pattern: expected 'N:M'"),
+        ("2-4", ValueError, "pattern: expected .N:M. such as"),
         ("5:4", ValueError, r"1 <= N <= M"),
         ("0:4", ValueError, r"1 <= N <= M"),
-        (24, TypeError, "pattern: expected a string"),
+        (24, TypeError, "pattern: expected .N:M. or a pair"),
     ],
 )
 def test_bad_patterns_are_named(text, exc, match):

@@ -11,30 +11,17 @@ flattened leading axes for every output column.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-from .._validation import describe
 from .layout import ParamLayout
 
 __all__ = ["fill_groups", "group_rank", "input_groups", "parse_pattern", "top_per_group"]
 
-_PATTERN = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-
-
 def parse_pattern(pattern: object) -> tuple[int, int]:
-    """``"N:M"`` -> ``(N, M)`` with ``1 <= N <= M``."""
-    if not isinstance(pattern, str):
-        raise TypeError(f"pattern: expected a string 'N:M' such as '2:4', got {describe(pattern)}")
-    match = _PATTERN.match(pattern)
-    if match is None:
-        raise ValueError(f"pattern: expected 'N:M' with integers N <= M (e.g. '2:4'), got "
-                         f"{pattern!r}")
-    n, m = int(match.group(1)), int(match.group(2))
-    if not 1 <= n <= m:
-        raise ValueError(f"pattern: expected 1 <= N <= M in 'N:M', got {pattern!r}")
-    return n, m
+    """``"N:M"`` -> ``(N, M)`` with ``1 <= N <= M`` (:func:`chita_opt.groups.parse_nm`)."""
+    from ..groups import parse_nm
+
+    return parse_nm(pattern, "pattern")
 
 
 def input_groups(layout: ParamLayout, m: int, output_axis: int) -> np.ndarray:
@@ -58,12 +45,14 @@ def input_groups(layout: ParamLayout, m: int, output_axis: int) -> np.ndarray:
             f"by {m}; these tensors do not qualify: {', '.join(bad)}. Exclude them with the "
             "tensor selector (select=[...] or a predicate)"
         )
+    from ..groups import nm_groups
+
     groups = np.empty(layout.p, dtype=np.int64)
     first = 0
     for shape, (a, b) in zip(layout.shapes, layout.ranges(), strict=True):
         size = b - a
         if output_axis == 0:
-            local = np.arange(size) // m  # (out, in...) rows are contiguous
+            local = nm_groups(shape, m)  # (out, in...): M consecutive entries of a row
         else:
             out = int(shape[-1])
             flat = np.arange(size)
@@ -75,16 +64,10 @@ def input_groups(layout: ParamLayout, m: int, output_axis: int) -> np.ndarray:
 
 
 def top_per_group(scores: np.ndarray, groups: np.ndarray, cap: int, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest ``scores`` with at most ``cap`` per group (greedy, exact).
+    """Indices of the ``k`` largest ``scores`` with at most ``cap`` per group (greedy, exact)."""
+    from ..solvers._group_caps import make_group_caps
 
-    The constraint set is a truncated partition matroid, on which the greedy
-    choice by decreasing score is optimal; ties go to the smaller index.
-    """
-    # Greedy by decreasing score rejects an entry only when its group is full,
-    # so it keeps the k best of the entries ranked < cap inside their group.
-    eligible = np.flatnonzero(group_rank(scores, groups) < cap)
-    best = eligible[np.lexsort((eligible, -scores[eligible]))][:k]
-    return np.sort(best)
+    return make_group_caps(groups, int(cap), scores.size).project(np.asarray(scores, float), k)
 
 
 def group_rank(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ from _common import print_header, print_table
 from _lm_baselines import sparsegpt, wanda
 from _lm_model import SMOKE, Config, corpus, perplexity, trained_model, windows
 
-from chita_opt.adapters.torch_layerwise import _default_layers, prune_layerwise
+from chita_opt.adapters.torch._layerwise import _default_layers, prune_layerwise
 from chita_opt.layerwise import budget_from_sparsity, solve_layer
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "chita")

@@ -50,6 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import itertools  # noqa: E402
+
 import torch  # noqa: E402
 from _common import print_header, print_table  # noqa: E402
 from torch import nn  # noqa: E402
@@ -134,7 +136,7 @@ class MLP(nn.Module):
     def __init__(self, sizes: list[int], bias: bool, log_softmax: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Linear(a, b, bias=bias) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            nn.Linear(a, b, bias=bias) for a, b in itertools.pairwise(sizes)
         )
         self.log_softmax = log_softmax
 
@@ -402,7 +404,7 @@ def table_for(case: Case, sparsities: tuple[float, ...], abs_grid: tuple[float, 
     print(f"# {case.name}: p = {p}, n = {len(case.yr)}, lambda_0 = {lam0:.3g}, "
           f"dense test {dense['test_acc']:.1%}, gradients {c_grad:.2f} cpu-s", flush=True)
     for s in sparsities:
-        k = p - int(round(s * p))
+        k = p - round(s * p)
         rec: dict[str, Any] = dict(model=case.name, sparsity=s, p=p, lambda0=lam0,
                                    dense=dense["test_acc"])
         rec["magnitude"] = scores(case, magnitude(case.w_bar, k))
@@ -554,7 +556,7 @@ def explore(args: argparse.Namespace) -> None:
         case = make_case(name, model, cfg, N_READ)
         p = case.w_bar.size
         for s in EXPLORE_SPARSITIES[cfg["data"]]:
-            k = p - int(round(s * p))
+            k = p - round(s * p)
             for fraction in args.fractions:
                 for seed in args.seeds:
                     for fo in ([False, True] if args.first_order else [False]):
@@ -619,11 +621,11 @@ def chita_pp(model0: nn.Module, loss: str, Xpool: torch.Tensor, ypool: torch.Ten
     alive = np.ones(p, bool)
     srng = np.random.default_rng(seed)
     levels = sparsity_schedule(sparsity, n_stages, "exp")
-    n_held = int(round(fraction * n_rows / (1 - fraction))) if mode == "auto" else 0
+    n_held = round(fraction * n_rows / (1 - fraction)) if mode == "auto" else 0
     chosen = []
     t0 = time.process_time()
     for stage, level in enumerate(levels):
-        k = p - int(round(level * p))
+        k = p - round(level * p)
         opts = dict(max_swaps=0) if stage < len(levels) - 1 and k > 3 * n_rows else {}
         draw = srng.permutation(len(ypool))[: n_rows + n_held]
         with torch.no_grad():

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from chita_opt.adapters.torch_layerwise import prune_layerwise  # noqa: E402
+from chita_opt.adapters.torch._layerwise import prune_layerwise  # noqa: E402
 from chita_opt.layerwise import budget_from_sparsity, solve_layer  # noqa: E402
 
 torch.set_num_threads(1)
@@ -238,7 +238,7 @@ class _MLPBlock(nn.Module):
 def test_layers_with_different_inputs_get_separate_passes():
     # regression: grouping by id(input) put fc1 and fc2 in one capture pass in
     # the benchmark's transformer, so fc2 never saw the pruned fc1
-    from chita_opt.adapters.torch_layerwise import _plan
+    from chita_opt.adapters.torch._layerwise import _plan
 
     torch.manual_seed(6)
     model = nn.Sequential(_MLPBlock(), _MLPBlock())

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail(f"prune-lm needs torch and transformers ({exc}); "
                      "pip install 'chita_opt[lm]'")
-    from ..adapters.torch_layerwise import prune_layerwise
+    from ..adapters.torch import prune_layerwise
 
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)

@@ -30,6 +30,7 @@ note saying where it happened.
 Importing this module imports torch; ``import chita_opt`` does not.
 """
 from ._gradual import gradual_prune
+from ._layerwise import prune_layerwise
 from ._prune import gradient_matrix, held_out_loss, prune, select_damping
 from ._select import DEFAULT_PRUNABLE, selected_params
 from ._semi_structured import to_semi_structured
@@ -44,6 +45,7 @@ __all__ = [
     "make_permanent",
     "masks",
     "prune",
+    "prune_layerwise",
     "select_damping",
     "selected_params",
     "to_semi_structured",

@@ -1,6 +1,6 @@
 """Layer-wise (reconstruction) pruning of PyTorch models, one Linear at a time.
 
-    from chita_opt.adapters.torch_layerwise import prune_layerwise
+    from chita_opt.adapters.torch import prune_layerwise
 
     report = prune_layerwise(model, calibration_batches, sparsity=0.5)   # or pattern="2:4"
     print(report)            # per layer: kept share, reconstruction error, time
@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from .._validation import check_nonnegative, describe
-from ..layerwise import LAYER_METHODS, budget_from_sparsity, solve_layer
+from ..._validation import check_nonnegative, describe
+from ...layerwise import LAYER_METHODS, budget_from_sparsity, solve_layer
 
 __all__ = ["LayerRecord", "LayerwiseReport", "prune_layerwise"]
 

@@ -10,6 +10,7 @@ held-out loss (:mod:`chita_opt.pruning.damping`). No framework code here.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -56,6 +57,9 @@ class StageContext:
     progress: bool
     evaluate: Evaluate | None = None
     damping_grid: tuple[float, ...] | None = None  # the user's candidates for "auto"
+    #: damping="auto": the last search's choice relative to that stage's Fisher
+    #: scale, reused by the stages between the first and the last.
+    relative_choice: float | None = None
     warm_starts: bool = False
     groups: np.ndarray | None = None  # group id per weight (N:M patterns)
     group_cap: int | None = None
@@ -92,8 +96,18 @@ def run_stage(
         def scale_of() -> float:
             return fisher_scale(G)
     grad_time = time.perf_counter() - t0
+    scale_of = functools.cache(scale_of)  # block stages pay a gradient pass for it
 
-    if ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):
+    reuse = (ctx.damping is None and ctx.damping_grid is None and not final
+             and ctx.relative_choice is not None and not ctx.first_order)
+    if reuse:
+        # Between the first and the last stage of CHITA++ the first stage's choice
+        # is kept relative to each stage's own Fisher scale (docs/benchmarks_zoo.md).
+        rel = ctx.relative_choice
+        d = math.inf if math.isinf(rel) else rel * scale_of()  # type: ignore[arg-type]
+        best = solve_at(d, False, None)
+        best.record = replace(best.record, damping=d)
+    elif ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):
         best = solve_at(ctx.damping, ctx.first_order, None)
     else:
         best = _choose(ctx, solve_at, scale_of, t)
@@ -137,6 +151,9 @@ def _choose(
         return cand.score.key()
 
     choice = choose_damping(candidates, prune_at, loss_fn)
+    if ctx.damping is None and ctx.damping_grid is None:
+        ctx.relative_choice = (math.inf if math.isinf(choice.damping)
+                               else choice.damping / scale_of())
     best: _Candidate = choice.w
     fo_used: bool | None = None
     if ctx.first_order:

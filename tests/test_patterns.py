@@ -188,3 +188,28 @@ def test_semi_structured_on_cuda_matches_the_dense_layer():
     dense = model(X)
     assert tadapt.to_semi_structured(model) == ["0"]
     torch.testing.assert_close(model(X), dense, rtol=1e-2, atol=1e-2)
+
+
+def test_n_m_with_blocks_keeps_whole_groups_in_every_block():
+    torch = pytest.importorskip("torch")
+    from chita_opt.adapters import torch as tadapt
+
+    torch.manual_seed(2)
+    X = torch.randn(200, 16)
+    y = (X[:, 0] - X[:, 3] > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 4))
+    report = tadapt.prune(model, torch.nn.functional.cross_entropy, (X, y), pattern="2:4",
+                          block_size=30, stages=2, damping=1e-3, progress=False)  # 30: not 4k
+    assert report.stages[-1].n_blocks > 1
+    for mod in (model[0], model[2]):
+        assert (_counts(mod.weight.detach().numpy(), 4) == 2).all()
+
+
+def test_aligned_blocks_and_strided_groups():
+    from chita_opt.pruning._checks import align_blocks
+
+    groups = np.repeat(np.arange(6), 4)  # contiguous groups of 4
+    assert align_blocks([(0, 10), (10, 24)], groups) == [(0, 8), (8, 24)]
+    strided = np.tile(np.arange(3), 8)  # a (in, out) kernel's groups run down columns
+    with pytest.raises(ValueError, match="not contiguous"):
+        align_blocks([(0, 12), (12, 24)], strided)

@@ -97,3 +97,31 @@ def as_sequence(value: Any, name: str) -> list[Any]:
         return list(value)
     except TypeError:
         raise TypeError(f"{name}: expected a sequence of numbers, got {describe(value)}") from None
+
+
+def align_blocks(blocks: list[tuple[int, int]], groups: np.ndarray) -> list[tuple[int, int]]:
+    """Blocks moved to group boundaries, so that every block holds whole groups.
+
+    Needs every group to be one contiguous run of coordinates (N:M groups of a
+    PyTorch ``(out, in)`` weight are); strided groups (a JAX ``(in, out)``
+    kernel) cannot be cut into blocks that keep them whole.
+    """
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    if starts.size != np.unique(groups).size:
+        raise ValueError(
+            "block_size/blocks: these N:M groups are not contiguous in the weight vector "
+            "(e.g. JAX (in, out) kernels), so blocks cannot hold whole groups; leave "
+            "block_size unset with this pattern"
+        )
+    edges = np.r_[starts, groups.size]
+    out = []
+    for a, b in blocks:
+        lo = int(edges[np.abs(edges - a).argmin()])
+        hi = int(edges[np.abs(edges - b).argmin()])
+        if out and lo < out[-1][1]:
+            lo = out[-1][1]
+        if hi > lo:
+            out.append((lo, hi))
+    if not out or out[0][0] != 0 or out[-1][1] != groups.size:
+        raise ValueError("block_size: the blocks could not be aligned to the N:M groups")
+    return out

@@ -96,6 +96,9 @@ class BlockTask:
     first_order_scale: float = 1.0
     method: str = "chita"
     options: dict[str, Any] = field(default_factory=dict)
+    #: group caps of the block (N:M patterns): group id per column, cap per group
+    groups: np.ndarray | None = field(default=None, repr=False)
+    group_k: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ def solve_block(task: BlockTask) -> BlockResult:
         first_order=task.first_order,
         first_order_scale=task.first_order_scale,
     )
+    if task.groups is not None:
+        problem = problem.replace(groups=task.groups, group_k=task.group_k)
     if task.k == 0:
         w = np.zeros(problem.p)
         return BlockResult(
@@ -220,9 +225,14 @@ def iter_block_tasks(
     budgets: Sequence[int],
     *,
     offset: int = 0,
+    groups: np.ndarray | None = None,
     **fields: Any,
 ) -> Iterator[BlockTask]:
-    """Tasks for blocks given as column ranges of ``G`` (shifted by ``offset`` in ``w``)."""
+    """Tasks for blocks given as column ranges of ``G`` (shifted by ``offset`` in ``w``).
+
+    ``groups`` (group id per coordinate of ``w``, with ``group_k`` in
+    ``fields``) gives every block the caps of the groups inside it.
+    """
     for (start, stop), kb in zip(blocks, budgets, strict=True):
         a, b = start - offset, stop - offset
         yield BlockTask(
@@ -231,5 +241,6 @@ def iter_block_tasks(
             A=np.ascontiguousarray(G[:, a:b]),
             w_bar=np.array(w[start:stop], dtype=np.float64),
             k=int(kb),
+            groups=None if groups is None else np.array(groups[start:stop]),
             **fields,
         )

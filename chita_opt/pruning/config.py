@@ -192,11 +192,6 @@ class PruneConfig:
         set_(self, "block_size", check_positive_int(self.block_size, "block_size", allow_none=True))
         set_(self, "max_gradient_columns", check_positive_int(
             self.max_gradient_columns, "max_gradient_columns", allow_none=True))
-        if self.pattern is not None and self.block_size is not None:
-            raise ValueError(
-                "block_size: the block approximation does not support pattern= yet; "
-                "leave block_size unset with an N:M pattern"
-            )
         if self.max_gradient_columns is not None and self.block_size is None:
             raise ValueError(
                 "max_gradient_columns: only meaningful with blocks; set block_size as well"

@@ -32,6 +32,7 @@ from .._validation import check_nonnegative, check_positive_int, check_sparsity,
 from ..problem import k_from_sparsity
 from ..result import Status
 from ._checks import (
+    align_blocks,
     as_sequence,
     check_groups,
     check_mask,
@@ -221,7 +222,7 @@ def multistage_prune(
     needs_gradients = info.needs_design
     groups, group_cap = check_groups(groups, group_cap, p)
     if groups is not None and block_list is not None:
-        raise ValueError("block_size/blocks: the block approximation does not support group caps")
+        block_list = align_blocks(block_list, groups)
     if needs_gradients and not callable(gradient_fn):
         raise TypeError(
             f"gradient_fn: expected a callable (w, columns) -> G, got {describe(gradient_fn)}"

@@ -262,7 +262,14 @@ def _block_solver(
     bounds = np.searchsorted(idx, np.array(ctx.blocks, dtype=np.int64).reshape(-1)).reshape(-1, 2)
     local = [(int(a), int(b)) for a, b in bounds if b > a]
     scores = np.abs(w[idx]) if ctx.ranking is None else ctx.ranking[idx]
-    budgets = block_budgets(scores, local, k)
+    capped = ctx.groups is not None and final
+    if capped:  # N:M: blocks hold whole groups (see _checks.align_blocks); caps per block
+        g_alive, cap = ctx.groups[idx], int(ctx.group_cap or 0)
+        chosen = np.zeros(idx.size, dtype=np.int64)
+        chosen[top_per_group(scores, g_alive, cap, k)] = 1
+        budgets = np.array([int(chosen[a:b].sum()) for a, b in local], dtype=np.int64)
+    else:
+        budgets = block_budgets(scores, local, k)
     groups = group_blocks(local, ctx.max_columns)
     w_alive = w[idx]
 
@@ -293,7 +300,9 @@ def _block_solver(
                 t1 = time.perf_counter()
                 n_rows = G.shape[0]
                 tasks = iter_block_tasks(G, w_alive, [local[i] for i in group],
-                                         [int(budgets[i]) for i in group], offset=lo, **fields)
+                                         [int(budgets[i]) for i in group], offset=lo,
+                                         groups=g_alive if capped else None,
+                                         group_k=cap if capped else None, **fields)
                 # Solve this group's blocks before the next gradient call may reuse G's buffer.
                 part = solve_blocks(tasks, executor=ctx.executor, total=len(group),
                                     progress=False)
@@ -310,10 +319,18 @@ def _block_solver(
         w_sol = np.zeros(idx.size)
         keep = np.zeros(idx.size, dtype=bool)
         for res, kb in zip(results, budgets, strict=True):
-            w_sol[res.start : res.stop] = res.w
-            keep[res.start : res.stop] = mask_of_k(res.w, w_alive[res.start : res.stop], int(kb))
+            a, b = res.start, res.stop
+            w_sol[a:b] = res.w
+            if capped:  # the support, padded inside the caps
+                block_scores = np.where(res.w != 0, np.inf, np.abs(w_alive[a:b]))
+                keep[a + top_per_group(block_scores, g_alive[a:b], cap, int(kb))] = True
+            else:
+                keep[a:b] = mask_of_k(res.w, w_alive[a:b], int(kb))
+        if ctx.groups is not None and not final:
+            keep = fill_groups(keep, np.abs(w_alive), ctx.groups[idx], int(ctx.group_cap or 0))
         w_new = np.zeros_like(w)
         w_new[idx] = w_sol
+        _keep_filled_values(ctx, w_new, w, idx, keep, final)
         alive_new = np.zeros_like(alive)
         alive_new[idx[keep]] = True
         record = StageRecord(

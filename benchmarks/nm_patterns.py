@@ -35,7 +35,7 @@ from torch.nn import functional as F  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_zoo import SMOKE_ZOO, ZOO, dataset, train  # noqa: E402
+from model_zoo import SMOKE_ZOO, ZOO, dataset, paper_mlpnet, train  # noqa: E402
 
 from chita_opt.adapters.torch import prune  # noqa: E402
 
@@ -43,6 +43,7 @@ torch.set_num_threads(1)
 
 LENET = {"mnist-lenet300-sgd": dict(data="mnist", arch="mlp", sizes=[784, 300, 100, 10],
                                     bias=True, opt="sgd", lr=0.05, epochs=20, batch=32)}
+LOSS: dict[int, Any] = {}  # models whose outputs are log-probabilities (MLPNet)
 MODELS = ("digits-mlp2-sgd", "digits-mlp3-adam-conv", "digits-mlp4-nobias-sgd")
 PATTERNS = ("1:4", "2:4", "4:8")
 
@@ -59,13 +60,20 @@ def run(model: torch.nn.Module, data: Any, X: torch.Tensor, y: torch.Tensor,
     c0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = prune(m, F.cross_entropy, data, progress=False, **kwargs)
+        report = prune(m, LOSS.get(id(model), F.cross_entropy), data, progress=False, **kwargs)
     return accuracy(m, X, y), time.process_time() - c0, report
 
 
 def rows_for(name: str, cfg: dict[str, Any], patterns: tuple[str, ...], staged: bool
              ) -> list[list[str]]:
-    model = train(name, cfg)
+    if name == "mlpnet-paper":
+        loaded = paper_mlpnet()
+        if loaded is None:
+            return [[name, "-", "no checkpoint in ../shared/data: skipped"]]
+        model = loaded[0]
+        LOSS[id(model)] = F.nll_loss
+    else:
+        model = train(name, cfg)
     split = dataset(cfg["data"])
     Xtr, ytr = split.part("train")
     Xte, yte = split.part("test")
@@ -104,6 +112,8 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="one tiny model, 2:4 only")
     ap.add_argument("--lenet", action="store_true", help="add LeNet-300-100 (28x28 digits)")
     ap.add_argument("--no-staged", action="store_true", help="skip the CHITA++ column")
+    ap.add_argument("--mlpnet", action="store_true",
+                    help="also the paper's MLPNet (../shared/data; 2,000 training digits)")
     args = ap.parse_args()
     if args.smoke:
         models = {"smoke-mlp-adam": SMOKE_ZOO["smoke-mlp-adam"]}
@@ -111,6 +121,8 @@ def main() -> None:
     else:
         models = dict(LENET) if args.lenet else {}  # the target model first
         models.update({n: ZOO[n] for n in MODELS})
+        if args.mlpnet:
+            models["mlpnet-paper"] = {"data": "mnist"}
         patterns = PATTERNS
     head = ["model", "pattern", "dense", "magnitude N:M", "CHITA N:M one-shot (cpu)",
             "gap closed", "CHITA++ N:M, 3 stages (cpu)", "capped / unstructured solve"]

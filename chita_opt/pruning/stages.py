@@ -14,7 +14,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,7 +64,6 @@ class StageContext:
     groups: np.ndarray | None = None  # group id per weight (N:M patterns)
     group_cap: int | None = None
     wide_skip_swaps: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,7 +185,7 @@ def _choose(
 def _full_solver(
     ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
     idx: np.ndarray, G: np.ndarray, final: bool,
-) -> Callable[[float, bool, str], _Candidate]:
+) -> Callable[[float, bool, np.ndarray | None], _Candidate]:
     from ..solvers import solve
 
     def solve_at(damping: float, first_order: bool, warm: np.ndarray | None) -> _Candidate:

@@ -242,7 +242,7 @@ class _Settings:
     def describe(self) -> dict[str, Any]:
         return {
             "n_samples": self.n_samples,
-            "damping": "auto (held-out loss)" if self.damping is None else self.damping,
+            "damping": "auto (held-out error, then loss)" if self.damping is None else self.damping,
             "CHITA++ stages": self.stages,
             "CHITA++ first-order term": self.first_order_multi_stage,
             "schedule": "exp",

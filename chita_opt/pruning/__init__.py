@@ -41,7 +41,8 @@ progress=True, options=None, on_stage=None, groups=None, group_cap=None) -> Prun
     ``.weights`` (p,), ``.mask`` (p,) bool, ``.stages`` (list of
     ``StageRecord``: sparsity, k, damping, damping_losses, held_out_loss,
     objective, gradient_time, solve_time, status), ``.layers``
-    (``LayerSparsity`` per tensor when a layout is given), ``.achieved_sparsity``, ``.objective``, ``.gradient_time``,
+    (``LayerSparsity`` per tensor when a layout is given), ``.achieved_sparsity``,
+    ``.objective``, ``.gradient_time``,
     ``.solve_time``, ``.total_time``, ``.options``, ``.to_table()``,
     ``.to_dict()``; ``str(report)`` is a readable summary.
 ``select_damping(run, evaluate, grid=DEFAULT_DAMPING_GRID) -> DampingSelection``

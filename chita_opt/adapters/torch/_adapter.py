@@ -21,6 +21,7 @@ from torch.utils import _pytree as pytree
 from ...pruning import ParamLayout
 from ...pruning.damping import Score
 from . import _data
+from ._batchnorm import batchnorm_modules, recalibrated_buffers, write_statistics
 from ._select import Select, Target, flat_weights, layout_of, select_targets
 from ._state import write_back
 
@@ -87,6 +88,7 @@ class TorchAdapter:
         select_name: str = "select",
         chunk_size: int | None = None,
         vectorize: bool = True,
+        recalibrate_bn: bool = True,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -97,6 +99,10 @@ class TorchAdapter:
         self.vectorize = bool(vectorize)
         self.chunk_size = chunk_size
         self._grad_fns: dict[tuple[int, ...], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+        # BatchNorm statistics are re-estimated at pruned weights on the latest
+        # gradient samples (see _batchnorm); none without BN layers.
+        self.bn = batchnorm_modules(model) if recalibrate_bn else []
+        self._calibration: Any = None
 
     # ----------------------------------------------------------------- weights
     def flat_weights(self) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +118,18 @@ class TorchAdapter:
         return out
 
     def write(self, w: np.ndarray, mask: np.ndarray) -> None:
+        statistics = self._statistics(dict(zip(self.keys, self._tensors(w), strict=True)))
         write_back(self.targets, self.layout, w, mask)
+        if statistics:
+            write_statistics(self.bn, statistics)
+
+    def _statistics(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Re-estimated BN statistics at ``params`` (empty without BN or samples)."""
+        if not self.bn or self._calibration is None:
+            return {}
+        with _SubstitutedWeights(self.model, self.targets):
+            return recalibrated_buffers(self.model, params, self.bn, self._calibration,
+                                        self.device)
 
     # -------------------------------------------------------------------- data
     def batches(self, data: Any) -> Iterator[Any]:
@@ -183,6 +200,7 @@ class TorchAdapter:
         chunk = max(1, min(n, int(chunk)))
         out_t = torch.from_numpy(out)
         x_all, y_all = samples
+        self._calibration = x_all  # the latest samples re-estimate BN statistics
         with _SubstitutedWeights(self.model, self.targets), torch.no_grad():
             for r0 in range(0, n, chunk):
                 r = min(chunk, n - r0)
@@ -233,6 +251,7 @@ class TorchAdapter:
         confident mistakes (docs/benchmarks_zoo.md).
         """
         params = dict(zip(self.keys, self._tensors(w), strict=True))
+        params.update(self._statistics(params))
         total = 0.0
         wrong = 0
         count = 0

@@ -30,18 +30,25 @@ logger = logging.getLogger(__name__)
 
 
 def _adapter(
-    model: Any, loss_fn: Any, select: Select, params: Select, chunk_size: Any, vectorize: Any
+    model: Any, loss_fn: Any, select: Select, params: Select, chunk_size: Any, vectorize: Any,
+    recalibrate_bn: Any = True,
 ) -> TorchAdapter:
     check_model(model)
     check_loss(loss_fn)
     selector, name = resolve_selector(select, params)
-    if not isinstance(vectorize, (bool, np.bool_)):
-        raise TypeError(f"vectorize: expected a bool, got {describe(vectorize)}")
+    for flag, label in ((vectorize, "vectorize"), (recalibrate_bn, "recalibrate_bn")):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{label}: expected a bool, got {describe(flag)}")
     return TorchAdapter(
         model, loss_fn, select=selector, select_name=name,
         chunk_size=check_positive_int(chunk_size, "chunk_size", allow_none=True),
-        vectorize=bool(vectorize),
+        vectorize=bool(vectorize), recalibrate_bn=bool(recalibrate_bn),
     )
+
+
+def _snapshot(model: nn.Module, adapter: TorchAdapter) -> Snapshot:
+    """What prune may change: the pruned modules and the BN layers it re-estimates."""
+    return Snapshot(model, [t.module for t in adapter.targets] + [m for _, m in adapter.bn])
 
 
 def prune(
@@ -55,6 +62,7 @@ def prune(
     params: Select = None,
     chunk_size: int | None = None,
     vectorize: bool = True,
+    recalibrate_bn: bool = True,
     **settings: Any,
 ) -> PruneReport:
     """Prune a PyTorch model in place with CHITA (one stage) or CHITA++ (several).
@@ -81,6 +89,11 @@ def prune(
     chunk_size, vectorize
         Gradient rows per ``vmap`` call (default: as many as fit in 32 MiB),
         and ``vectorize=False`` for models ``vmap`` cannot trace.
+    recalibrate_bn : bool, default True
+        Re-estimate the running statistics of BatchNorm layers at the pruned
+        weights on the gradient samples (forward passes only), for every
+        held-out score and for the model written back; the stale statistics
+        of the dense network can make a good pruned network look broken.
     **settings
         The fields of :class:`~chita_opt.pruning.PruneConfig`: ``sparsity``
         (required unless in ``config``), ``method="chita"``, ``stages=1``,
@@ -97,11 +110,14 @@ def prune(
         Per stage: the damping chosen and the held-out loss of every
         candidate; per layer: the sparsity reached.
     """
-    adapter = _adapter(model, loss_fn, select, params, chunk_size, vectorize)
+    adapter = _adapter(model, loss_fn, select, params, chunk_size, vectorize, recalibrate_bn)
     cfg = make_config(config, **settings)
-    snapshot = Snapshot(model, [t.module for t in adapter.targets])
+    snapshot = _snapshot(model, adapter)
     try:
-        report = run_pipeline(adapter, data, cfg, held_out=held_out)
+        report = run_pipeline(
+            adapter, data, cfg, held_out=held_out,
+            options={"batchnorm_recalibrated": len(adapter.bn)} if adapter.bn else None,
+        )
         adapter.write(report.weights, report.mask)
     except BaseException as exc:
         snapshot.restore()
@@ -143,7 +159,7 @@ def select_damping(
     if held_out is None:
         raise TypeError("held_out: expected held-out (inputs, targets) data, got None")
     batches = list(adapter.batches(held_out))
-    snapshot = Snapshot(model, [t.module for t in adapter.targets])
+    snapshot = _snapshot(model, adapter)
     try:
         return _select_damping(
             lambda d: run_pipeline(adapter, data, cfg.replace(damping=d)),

@@ -29,6 +29,7 @@ from model_zoo import ZOO, dataset, train  # noqa: E402
 
 from chita_opt.adapters.torch import prune  # noqa: E402
 
+
 def accuracy(m: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
     m.eval()
     with torch.no_grad():

@@ -210,3 +210,9 @@ def test_nan_loss_is_named(case):
     with pytest.raises(ValueError, match="loss_fn: the gradients at stage 1 contain NaN"):
         case.prune(case.data(*_data(40)), loss=case.loss(nan=True), sparsity=0.5)
     _same(before, case.state())
+
+
+def test_unused_held_out_data_is_reported(case):
+    data = case.data(*_data(40))
+    with pytest.warns(UserWarning, match="held_out: not used"):
+        case.prune(data, sparsity=0.5, damping=1e-3, held_out=data)

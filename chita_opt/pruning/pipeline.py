@@ -13,6 +13,7 @@ anywhere here leaves the model as it was.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -110,6 +111,13 @@ def run_pipeline(
     evaluate = None
     gradient_fn = None
     recorded: dict[str, Any] = {"framework": adapter.framework}
+    if held_out is not None and not (config.needs_gradients
+                                     and (config.auto_damping or config.first_order)):
+        warnings.warn(
+            "held_out: not used (it scores damping candidates and the first-order term; "
+            f"this run has damping={config.damping!r}, first_order={config.first_order}, "
+            f"method={config.method!r})", UserWarning, stacklevel=3,
+        )
     if config.needs_gradients:
         guarded = config.auto_damping or config.first_order
         source = SampleSource(adapter, data, config, hold_out=guarded and held_out is None)

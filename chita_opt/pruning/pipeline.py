@@ -85,7 +85,6 @@ def run_pipeline(
     config: PruneConfig,
     *,
     held_out: Any = None,
-    start_mask: np.ndarray | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> PruneReport:
     """Prune the adapter's weights by ``config``; the model is not modified (see module docs).
@@ -99,15 +98,16 @@ def run_pipeline(
     held_out : Any, optional
         Held-out data for the damping choice and the first-order guard;
         default: a share of ``data`` (``config.held_out_fraction``).
-    start_mask : ndarray of bool, optional
-        Weights allowed to be non-zero at the start, combined with the
-        adapter's own start mask.
     options : mapping, optional
         Extra entries for ``report.options``.
     """
     w0, mask0 = adapter.flat_weights()
-    if start_mask is not None:
-        mask0 = mask0 & start_mask
+    groups = cap = None
+    if config.nm is not None:  # checked before any data is read
+        from .patterns import input_groups
+
+        cap, m = config.nm
+        groups = input_groups(adapter.layout, m, adapter.output_axis)
     evaluate = None
     gradient_fn = None
     recorded: dict[str, Any] = {"framework": adapter.framework}
@@ -134,12 +134,7 @@ def run_pipeline(
 
         gradient_fn = _GradientRows(adapter, source)
     recorded.update(options or {})
-    groups = cap = None
-    if config.nm is not None:
-        from .patterns import input_groups
-
-        cap, m = config.nm
-        groups = input_groups(adapter.layout, m, adapter.output_axis)
+    if config.pattern is not None:
         recorded["pattern"] = config.pattern
     return multistage_prune(
         w0,

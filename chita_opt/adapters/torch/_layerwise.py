@@ -39,13 +39,11 @@ from torch.nn.utils import prune as torch_prune
 
 from ..._validation import check_nonnegative, describe
 from ...layerwise import LAYER_METHODS, budget_from_sparsity, solve_layer
+from ._state import Snapshot
 
 __all__ = ["LayerRecord", "LayerwiseReport", "prune_layerwise"]
 
 logger = logging.getLogger(__name__)
-
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
-               "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
 
 
 @dataclass
@@ -241,38 +239,6 @@ def _capture(model, group, batches, device, calls) -> list[torch.Tensor]:
     return Hs
 
 
-class _Snapshot:
-    """Module state that pruning changes (parameters, buffers, hooks, attributes)."""
-
-    def __init__(self, model: nn.Module, modules: Iterable[nn.Module]) -> None:
-        self.training = [(m, m.training) for m in model.modules()]
-        self.items = []
-        for mod in modules:
-            self.items.append((
-                mod, dict(mod.__dict__), dict(mod._parameters), dict(mod._buffers),
-                {h: dict(getattr(mod, h)) for h in _HOOK_DICTS if hasattr(mod, h)},
-                [(t, t.detach().clone()) for t in mod._parameters.values() if t is not None],
-            ))
-
-    def restore(self) -> None:
-        with torch.no_grad():
-            for mod, attrs, params, buffers, hooks, data in self.items:
-                for key in [k for k in mod.__dict__ if k not in attrs]:
-                    del mod.__dict__[key]
-                mod.__dict__.update(attrs)
-                mod._parameters.clear()
-                mod._parameters.update(params)
-                mod._buffers.clear()
-                mod._buffers.update(buffers)
-                for name, content in hooks.items():
-                    getattr(mod, name).clear()
-                    getattr(mod, name).update(content)
-                for tensor, saved in data:
-                    tensor.copy_(saved)
-        for m, flag in self.training:
-            m.training = flag
-
-
 def _write(mod: nn.Module, W: np.ndarray, mask: np.ndarray) -> None:
     weight = mod.weight
     if _is_conv1d(mod):
@@ -338,7 +304,7 @@ def prune_layerwise(
     report = LayerwiseReport(method=method if solver is None else getattr(
         solver, "__name__", "custom"))
     t_start = time.perf_counter()
-    snap = _Snapshot(model, [m for _, m in chosen])
+    snap = Snapshot(model, [m for _, m in chosen])
     try:
         model.eval()
         with torch.no_grad():

@@ -14,7 +14,10 @@ from torch.nn.utils import prune as torch_prune
 from ...pruning import ParamLayout
 from ._select import Target, candidates, check_model
 
-_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs")
+# Every hook dictionary pruning may touch: torch.nn.utils.prune's pre-hooks, and
+# the forward hooks prune_layerwise registers to capture layer inputs.
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+               "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
 
 
 class Snapshot:

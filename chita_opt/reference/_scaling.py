@@ -101,21 +101,10 @@ class Scaling:
 
 
 def objective(problem: L0Problem, w: np.ndarray) -> float:
-    """``f(w)``, with the terms whose coefficient is zero left out.
-
-    ``L0Problem.objective`` computes ``0.5 * l2 * ||w - w_bar||^2`` even for
-    ``l2 = 0``, which is NaN (0 * inf) when ``||w||^2`` overflows -- as it does
-    for the (correct) w ~ 1e200 of columns scaled by 1e-200.
-    """
+    """``f(w)`` in the user's units; overflow gives inf, not a warning
+    (``L0Problem.objective`` already leaves out the terms whose coefficient is zero)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        r = problem.residual(w)
-        f = 0.5 * float(r @ r)
-        if problem.l2:
-            d = w - problem.w_bar
-            f += 0.5 * problem.l2 * float(d @ d)
-        if problem.has_c:
-            f += float(problem.c @ w)
-    return float(f)
+        return problem.objective(w)
 
 
 def rescale(problem: L0Problem) -> Scaling | None:

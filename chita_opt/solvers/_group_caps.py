@@ -263,12 +263,6 @@ def random_feasible_start(problem: Any, rng: np.random.Generator) -> np.ndarray:
     swap search are narrower, and perturbing the best point by a few swaps
     alone can stay in the wrong one.
     """
-    from ._refit import refit  # the refit imports the problem, which imports this module
+    from ._refit import refit_or_centre  # the refit imports the problem, which imports this
 
-    support = problem.group_caps.project(rng.random(problem.p), problem.k)
-    res = refit(problem, support)
-    if res.bounded:
-        return res.w
-    w = np.zeros(problem.p)
-    w[support] = problem.w_bar[support]
-    return w
+    return refit_or_centre(problem, problem.group_caps.project(rng.random(problem.p), problem.k))

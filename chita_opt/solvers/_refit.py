@@ -89,6 +89,16 @@ def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
     return RefitResult(w)
 
 
+def refit_or_centre(problem: L0Problem, support: np.ndarray) -> np.ndarray:
+    """The exact refit on ``support`` as a start point; ``w_bar`` on it where that is unbounded."""
+    res = refit(problem, support)
+    if res.bounded:
+        return res.w
+    w = np.zeros(problem.p)
+    w[support] = problem.w_bar[support]
+    return w
+
+
 def _ridge_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve ``H x = b`` for a positive definite ``H`` (ridge added), robust to column scales.
 

@@ -37,7 +37,7 @@ from ..result import Solution, Status
 from ._base import Outcome, Start, run_method
 from ._common import check_tol, project, resolve_budget, select_support
 from ._ranking import magnitude_support
-from ._refit import refit
+from ._refit import refit, refit_or_centre
 from ._registry import register
 
 __all__ = ["IHTResult", "lipschitz_constant", "run_iht", "solve_iht"]
@@ -246,12 +246,7 @@ def initial_point(problem: L0Problem, w0: np.ndarray | None, support: np.ndarray
         return project(problem, w0)
     if support is None:
         support = magnitude_support(problem)
-    res = refit(problem, support)
-    if res.bounded:
-        return res.w
-    w = np.zeros(problem.p)
-    w[support] = problem.w_bar[support]
-    return w
+    return refit_or_centre(problem, support)
 
 
 @register("iht")

@@ -382,6 +382,28 @@ def test_mip_certifies_the_capped_optimum_of_brute_force():
     assert checked == 3
 
 
+def test_mip_reading_never_breaks_a_cap_when_a_weight_leaks():
+    """The solver's w may carry a weight through z_i = 0 at its tolerance; the largest
+    |w_i| then break a group cap unless they are read with the capped projection
+    (regression: hypothesis seed 19212 returned 3 non-zeros in a group capped at 2)."""
+    from chita_opt.reference._backend import Outcome
+    from chita_opt.reference._certificate import best_point
+    from chita_opt.result import Status
+
+    rng = np.random.default_rng(0)
+    P = L0Problem(rng.standard_normal((6, 5)), rng.standard_normal(6), 3,
+                  groups=[0, 0, 0, 0, 1], group_k=2)
+    leaked = np.array([3.0, 2.0, 1.5, 0.0, 0.1])  # z says {0, 1, 4}; |w| ranks 0, 1, 2 first
+    outcome = Outcome(Status.OPTIMAL, leaked, np.array([0, 1, 4]), None, "optimal", 1, "",
+                      0.0, False)
+    w = best_point(P, outcome, [])
+    assert P.is_feasible(w)
+    for seed in (19212,):
+        inst, groups, group_k = capped_instance(seed)
+        sol = solve(inst, groups, group_k, "mip")
+        assert L0Problem(inst.A, inst.y, inst.k, groups=groups, group_k=group_k).is_feasible(sol.w)
+
+
 def test_brute_force_does_not_call_badly_scaled_supports_unbounded():
     """Columns scaled 1e-2 .. 8e3, l2 = 0, c = 0: f is bounded on every support
     (regression: the unscaled eigendecomposition reported "unbounded")."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..problem import L0Problem
 from ..result import ConvergenceWarning, Solution, Status
-from ..solvers._common import Stopwatch, make_solution, top_k
+from ..solvers._common import Stopwatch, make_solution, select_support
 from ..solvers._refit import refit
 from ._backend import Backend, Outcome
 from ._big_m import BigM
@@ -145,16 +145,19 @@ def best_point(problem: L0Problem, outcome: Outcome, incumbents: list[Incumbent]
     """Best of the heuristic incumbents and the exact refits of the solver's supports.
 
     The solver's ``w`` carries its tolerances, so its support is refit
-    exactly: the support read from ``z``, and the ``k`` largest ``|w_i|`` (they
-    differ when some ``w_i`` leaked through a ``z_i`` at the integrality
-    tolerance). Keeping the incumbents means a time limit or a solver
+    exactly: the support read from ``z``, and the ``k`` largest ``|w_i|`` that
+    the group caps allow (they differ when some ``w_i`` leaked through a
+    ``z_i`` at the integrality tolerance). Keeping the incumbents means a time limit or a solver
     failure never loses the starting point.
     """
     candidates = [inc.w for inc in incumbents if inc.bounded]
+    caps = problem.group_caps
     if outcome.w is not None:
-        supports = [outcome.support, top_k(np.abs(outcome.w), problem.k)]
+        # the largest |w_i| the budget allows: with group caps the capped
+        # projection, since a leaked w_i can sit in a group that is already full
+        supports = [outcome.support, select_support(problem, np.abs(outcome.w))]
         for support in supports:
-            if support.size <= problem.k:
+            if support.size <= problem.k and (caps is None or caps.violation(support) is None):
                 fit = refit(problem, support)
                 if fit.bounded:
                     candidates.append(fit.w)

@@ -365,3 +365,45 @@ def test_damping_selection_warns_only_about_the_chosen_candidate():
     with pytest.warns(ModelValidityWarning, match="with the chosen damping 0, stage 1"):
         sel = select_damping(run, lambda rep: -evaluate_quiet(rep), grid=[0.0, 10.0])
     assert sel.damping == 0.0
+
+
+def test_auto_stages_before_the_last_use_a_share_of_their_own_fisher_scale():
+    """damping="auto" in CHITA++: no search before the last stage (the held-out scores of a
+    nearly dense network tie, and a tie once chose magnitude pruning for every later stage);
+    STAGE_DAMPING * lambda_0 of each stage's own gradients instead, and a search at the end."""
+    from chita_opt.pruning.damping import STAGE_DAMPING, fisher_scale
+
+    net = LeastSquaresNet(n=80, p=30, seed=3)
+    flat_scores = []
+
+    def evaluate(w):  # constant until the last stage: every candidate ties
+        flat_scores.append(w.copy())
+        return 1.0 if np.count_nonzero(w) > 10 else net.loss(w)
+
+    report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=4,
+                              damping="auto", evaluate=evaluate, method=METHOD, progress=False)
+    *middle, last = report.stages
+    for rec, (w_at, columns) in zip(middle, net.calls, strict=False):
+        G = net.gradient_fn(w_at, columns)
+        assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
+        assert rec.damping_losses is None and np.isfinite(rec.damping)
+    assert last.damping_losses is not None and len(last.damping_losses) == 5
+    assert report.options.get("fallback") is None
+
+
+def test_auto_stages_never_end_below_one_shot_magnitude_on_held_out():
+    net = LeastSquaresNet(n=80, p=30, seed=4)
+    k = k_from_sparsity(net.w0.size, 0.7)
+    magnitude = np.zeros_like(net.w0)
+    top = np.argsort(-np.abs(net.w0))[:k]
+    magnitude[top] = net.w0[top]
+
+    def evaluate(w):  # a held-out set that prefers exactly the one-shot magnitude point
+        return 0.0 if np.array_equal(w, magnitude) else 1.0 + net.loss(w)
+
+    with pytest.warns(chita_opt.pruning.ModelValidityWarning, match="below one-shot magnitude"):
+        report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3,
+                                  damping="auto", evaluate=evaluate, method=METHOD, progress=False)
+    assert report.options["fallback"] == "magnitude"
+    np.testing.assert_array_equal(report.weights, magnitude)
+    assert report.mask.sum() == k

@@ -45,7 +45,7 @@ from .damping import Score
 from .layout import ParamLayout
 from .report import LayerSparsity, PruneReport, StageRecord
 from .schedules import sparsity_schedule
-from .stages import GradientFn, StageContext, run_stage
+from .stages import GradientFn, StageContext, magnitude_guard, run_stage
 
 __all__ = [
     "DEFAULT_DAMPING",
@@ -239,6 +239,7 @@ def multistage_prune(
         check_options(method, solver_options)
 
     w[~alive] = 0.0
+    w_start, alive_start = w.copy(), alive.copy()  # for the magnitude guard of "auto"
     report = PruneReport(
         method=method,
         sparsity=sparsity,
@@ -334,6 +335,21 @@ def multistage_prune(
             int(alive.sum()),
             report.k,
         )
+    last = report.stages[-1] if report.stages else None
+    if auto and stages > 1 and last is not None and last.held_out_loss is not None:
+        guard = magnitude_guard(context, last, w_start, alive_start)
+        if guard is not None:
+            w, alive, score = guard
+            report.options["fallback"] = "magnitude"
+            warnings.warn(
+                f"the {stages}-stage run scored below one-shot magnitude pruning on the "
+                f"held-out samples (error {score.error}, loss {score.loss:.4g} for magnitude "
+                f"pruning against error {last.held_out_error}, loss "
+                f"{last.held_out_loss:.4g}): magnitude pruning is returned "
+                "(report.options['fallback'])",
+                ModelValidityWarning,
+                stacklevel=2,
+            )
     chosen = [r.damping for r in report.stages if r.damping is not None]
     if auto and chosen:
         report.options["damping"] = chosen[-1] if len(set(chosen)) == 1 else chosen

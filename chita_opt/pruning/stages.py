@@ -23,11 +23,11 @@ from .._validation import describe
 from ..problem import L0Problem
 from ..result import Status
 from .blocks import BlockResult, _progress, block_budgets, iter_block_tasks, solve_blocks
-from .damping import Score, choose_damping, damping_grid, fisher_scale
+from .damping import STAGE_DAMPING, Score, choose_damping, damping_grid, fisher_scale
 from .patterns import fill_groups, top_per_group
 from .report import StageRecord
 
-__all__ = ["GradientFn", "StageContext", "run_stage"]
+__all__ = ["GradientFn", "StageContext", "magnitude_guard", "run_stage"]
 
 #: ``gradient_fn(w, columns) -> G``: gradient rows at the flat weights ``w``
 #: (float64, length p) for the coordinates where the boolean mask ``columns``
@@ -57,9 +57,6 @@ class StageContext:
     progress: bool
     evaluate: Evaluate | None = None
     damping_grid: tuple[float, ...] | None = None  # the user's candidates for "auto"
-    #: damping="auto": the last search's choice relative to that stage's Fisher
-    #: scale, reused by the stages between the first and the last.
-    relative_choice: float | None = None
     warm_starts: bool = False
     groups: np.ndarray | None = None  # group id per weight (N:M patterns)
     group_cap: int | None = None
@@ -97,13 +94,13 @@ def run_stage(
     grad_time = time.perf_counter() - t0
     scale_of = functools.cache(scale_of)  # block stages pay a gradient pass for it
 
-    reuse = (ctx.damping is None and ctx.damping_grid is None and not final
-             and ctx.relative_choice is not None and not ctx.first_order)
-    if reuse:
-        # Between the first and the last stage of CHITA++ the first stage's choice
-        # is kept relative to each stage's own Fisher scale (docs/benchmarks_zoo.md).
-        rel = ctx.relative_choice
-        d = math.inf if math.isinf(rel) else rel * scale_of()  # type: ignore[arg-type]
+    relative = (ctx.damping is None and ctx.damping_grid is None and not final
+                and not ctx.first_order)
+    if relative:
+        # damping="auto" before the last stage of CHITA++: a fixed share of the
+        # stage's own Fisher scale, no search -- the held-out scores of a network
+        # still near dense do not rank the candidates (docs/benchmarks_zoo.md).
+        d = STAGE_DAMPING * scale_of()
         best = solve_at(d, False, None)
         best.record = replace(best.record, damping=d)
     elif ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):
@@ -150,9 +147,6 @@ def _choose(
         return cand.score.key()
 
     choice = choose_damping(candidates, prune_at, loss_fn)
-    if ctx.damping is None and ctx.damping_grid is None:
-        ctx.relative_choice = (math.inf if math.isinf(choice.damping)
-                               else choice.damping / scale_of())
     best: _Candidate = choice.w
     fo_used: bool | None = None
     if ctx.first_order:
@@ -179,6 +173,30 @@ def _choose(
         solve_time=elapsed - grad,
     )
     return best
+
+
+def magnitude_guard(
+    ctx: StageContext, last: StageRecord, w_start: np.ndarray, alive_start: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, Score] | None:
+    """One-shot magnitude pruning of the starting weights, when it scores better.
+
+    With ``damping="auto"`` the last stage of CHITA++ compares its candidates
+    with magnitude pruning of *its own* starting point; this compares the
+    finished run with magnitude pruning of the *original* weights (one forward
+    pass), so a run whose earlier stages went wrong never ends below magnitude
+    pruning on the held-out samples. Returns ``(w, alive, score)`` of magnitude
+    pruning when its held-out score is strictly lower, else None.
+    """
+    if ctx.evaluate is None or last.held_out_loss is None:
+        return None
+    idx = np.flatnonzero(alive_start)
+    w_mag, alive_mag, _ = _magnitude_stage(ctx, last.stage, last.sparsity, last.k, w_start,
+                                           idx, True)
+    mag = ctx.evaluate(w_mag)
+    ran = Score(last.held_out_loss, last.held_out_error)
+    if not all(math.isfinite(v) for v in mag.key()) or mag.key() >= ran.key():
+        return None
+    return w_mag, alive_mag, mag
 
 
 # ----------------------------------------------------------- one problem

@@ -125,6 +125,18 @@ def test_mlpnet_mnist_smoke_runs_both_protocols():
     assert all(len(v) == 2 and all(0 < a <= 100 for a in v) for v in rows.values())
 
 
+def test_stage_damping_smoke_prints_every_column():
+    """benchmarks/stage_damping.py (CHITA++ at the defaults) on the smoke zoo model."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    rows = tables(run_script("stage_damping.py"))[-1]
+    assert [r["model"] for r in rows] == ["smoke-mlp-adam"]
+    for col in ("magnitude", "CHITA++ damping 1e-3 (cpu)", "CHITA++ defaults (cpu)",
+                "one-shot defaults (cpu)"):
+        acc = float(rows[0][col].split("%")[0])
+        assert 0 < acc <= 100
+
+
 def test_mlpnet_real_skips_without_checkpoint(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "mlpnet_real.py"), "--checkpoint",

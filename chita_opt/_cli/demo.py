@@ -135,7 +135,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_nonnegative_float,
         default=None,
         help="ridge added to the empirical Fisher, for CHITA and CHITA++ (default: chosen "
-        "at every stage by the loss on a held-out share of the training digits)",
+        "by the loss on a held-out share of the training digits; see 'damping' in the table)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, training "
                         "and gradient samples (default: %(default)s)")

@@ -114,11 +114,14 @@ def multistage_prune(
         ``"magnitude"`` keeps the largest ``|w|`` without computing gradients.
     damping : float or "auto"
         Ridge ``lambda`` added to the empirical Fisher ``G^T G / n`` (``l2 = n * damping``).
-        ``"auto"`` chooses it at every stage: the candidates (``damping_grid``,
+        ``"auto"``: at the last (or only) stage the candidates (``damping_grid``,
         or a grid relative to the Fisher's scale, :mod:`chita_opt.pruning.damping`)
-        are solved and the one whose weights have the lowest ``evaluate`` wins.
+        are solved and the one whose weights have the lowest ``evaluate`` wins;
+        the stages before it use ``STAGE_DAMPING * lambda_0`` of their own
+        gradients; a finished multi-stage run that ``evaluate`` scores below
+        one-shot magnitude pruning is replaced by it (``report.options["fallback"]``).
     damping_grid : sequence of float, optional
-        Absolute candidates for ``damping="auto"``.
+        Absolute candidates for ``damping="auto"``, searched at every stage.
     evaluate : callable ``w -> Score`` (or ``-> float``), optional
         Held-out loss of the network at flat weights ``w`` (a
         :class:`~chita_opt.pruning.damping.Score` with the classification

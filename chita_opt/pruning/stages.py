@@ -22,8 +22,9 @@ import numpy as np
 from .._validation import describe
 from ..problem import L0Problem
 from ..result import Status
+from . import damping as _damping
 from .blocks import BlockResult, _progress, block_budgets, iter_block_tasks, solve_blocks
-from .damping import STAGE_DAMPING, Score, choose_damping, damping_grid, fisher_scale
+from .damping import Score, choose_damping, damping_grid, fisher_scale
 from .patterns import fill_groups, top_per_group
 from .report import StageRecord
 
@@ -100,7 +101,7 @@ def run_stage(
         # damping="auto" before the last stage of CHITA++: a fixed share of the
         # stage's own Fisher scale, no search -- the held-out scores of a network
         # still near dense do not rank the candidates (docs/benchmarks_zoo.md).
-        d = STAGE_DAMPING * scale_of()
+        d = _damping.STAGE_DAMPING * scale_of()  # read at call time: benchmarks sweep it
         best = solve_at(d, False, None)
         best.record = replace(best.record, damping=d)
     elif ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):

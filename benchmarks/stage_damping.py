@@ -1,0 +1,133 @@
+"""CHITA++ at prune()'s defaults on several models: the damping of the stages before the last.
+
+    python benchmarks/stage_damping.py --sweep   # choose STAGE_DAMPING on VALIDATION digits
+    python benchmarks/stage_damping.py           # the defaults on TEST digits
+    python benchmarks/stage_damping.py --smoke   # seconds (CI: tests/test_benchmarks_smoke.py)
+
+With ``damping="auto"`` the stages before the last use ``STAGE_DAMPING * lambda_0`` of
+their own gradients (``chita_opt/pruning/damping.py``) and the last stage searches.
+``--sweep`` runs ``prune(model, loss, train digits, sparsity=s, stages=T)`` for several
+values of the constant and prints the accuracy on the validation digits; the default
+mode compares, on the test digits, one-shot magnitude pruning, CHITA++ with the old fixed
+damping 1e-3, CHITA++ at the defaults and one-shot at the defaults. The models are the
+zoo's (trained and cached by ``benchmarks/model_zoo.py``) plus the paper's MLPNet when
+``../shared/data`` has it. CPU seconds of one thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _common  # noqa: E402
+from model_zoo import SMOKE_ZOO, ZOO, dataset, paper_mlpnet, train  # noqa: E402
+
+import chita_opt.pruning.damping as damping_rule  # noqa: E402
+from chita_opt.adapters.torch import prune  # noqa: E402
+
+#: model -> (sparsity, stages)
+RUNS = {
+    "mnist14-lenet-sgd": (0.95, 5),
+    "digits-mlp3-adam-conv": (0.9, 5),
+    "mnist14-cnn-bn-adam": (0.9, 5),
+    "digits-mlp3-adam-early": (0.9, 5),
+    "digits-mlp2-sgd": (0.95, 5),
+    "mlpnet-paper": (0.98, 15),
+}
+SMOKE_RUNS = {"smoke-mlp-adam": (0.9, 3)}
+SWEEP = (1e-1, 1e-2, 1e-3, 1e-4)
+
+
+def models(smoke: bool) -> list[tuple[str, torch.nn.Module, dict[str, Any], float, int]]:
+    out = []
+    for name, (sparsity, stages) in (SMOKE_RUNS if smoke else RUNS).items():
+        if name == "mlpnet-paper":
+            paper = paper_mlpnet()
+            if paper is None:
+                print("# paper MLPNet skipped: no checkpoint in ../shared/data", flush=True)
+                continue
+            model, cfg = paper
+        else:
+            cfg = (SMOKE_ZOO if smoke else ZOO)[name]
+            model = train(name, cfg)
+        out.append((name, model, cfg, sparsity, stages))
+    return out
+
+
+def run(model: torch.nn.Module, cfg: dict[str, Any], part: str,
+        **kwargs: Any) -> tuple[float, float]:
+    """``prune`` a copy on the training digits: (accuracy on ``part``, CPU seconds)."""
+    data = dataset(cfg["data"])
+    X, y = data.part("train")
+    Xs, ys = data.part(part)
+    loss = F.nll_loss if cfg.get("loss") == "nll" else F.cross_entropy
+    m = copy.deepcopy(model)
+    c0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prune(m, loss, (X, y), progress=False, **kwargs)
+    cpu = time.process_time() - c0
+    m.eval()
+    with torch.no_grad():
+        return float((m(Xs).argmax(1) == ys).float().mean()), cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", action="store_true", help="STAGE_DAMPING on validation digits")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    _common.print_header("CHITA++ at prune()'s defaults: STAGE_DAMPING", ["torch"])
+    zoo = models(args.smoke)
+    run(zoo[0][1], zoo[0][2], "val", sparsity=0.5)  # compile the Numba kernels first
+    rows = []
+    if args.sweep:
+        values = SWEEP[:2] if args.smoke else SWEEP
+        default = damping_rule.STAGE_DAMPING
+        headers = ["model", "sparsity", "stages",
+                   *[f"STAGE_DAMPING {v:g} (val; cpu)" for v in values]]
+        for name, model, cfg, sparsity, stages in zoo:
+            row = [name, sparsity, stages]
+            for v in values:
+                damping_rule.STAGE_DAMPING = v
+                try:
+                    acc, cpu = run(model, cfg, "val", sparsity=sparsity, stages=stages)
+                finally:
+                    damping_rule.STAGE_DAMPING = default
+                row.append(f"{acc:.1%} ({cpu:.1f} s)")
+            rows.append(row)
+            print("  " + " | ".join(map(str, row)), flush=True)
+    else:
+        headers = ["model", "sparsity", "stages", "magnitude", "CHITA++ damping 1e-3 (cpu)",
+                   "CHITA++ defaults (cpu)", "one-shot defaults (cpu)"]
+        for name, model, cfg, sparsity, stages in zoo:
+            mag, _ = run(model, cfg, "test", sparsity=sparsity, method="magnitude")
+            row: list[Any] = [name, sparsity, stages, f"{mag:.1%}"]
+            for kwargs in (dict(stages=stages, damping=1e-3), dict(stages=stages), {}):
+                acc, cpu = run(model, cfg, "test", sparsity=sparsity, **kwargs)
+                row.append(f"{acc:.1%} ({cpu:.1f} s)")
+            rows.append(row)
+            print("  " + " | ".join(map(str, row)), flush=True)
+    print()
+    _common.print_table(headers, rows)
+
+
+if __name__ == "__main__":
+    main()

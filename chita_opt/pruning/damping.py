@@ -14,9 +14,12 @@ docs/benchmarks_zoo.md):
    :data:`TOP` = -1), plus ``math.inf`` -- infinite damping, i.e. magnitude
    pruning, which costs one forward pass and keeps the choice from ever being
    worse than magnitude pruning on the held-out samples.
-4. Solve from the largest damping down, each solve warm-started from the
-   previous solution, with the full solver (a cheaper solver for the
-   candidates ranked them wrongly at high sparsity).
+4. Solve every candidate with the full solver (a cheaper solver for the
+   candidates ranked them wrongly at high sparsity), each from the method's
+   own starting point: warm starts from the neighbouring candidate
+   (``choose_damping(warm_start=True)``, how the zoo's low-level rule ran)
+   reached lower objectives but were 1.6x slower over the zoo's 24 one-shot
+   rows, for the same validation accuracy (83.26% warm, 83.14% cold).
 5. Keep the candidate with the lowest held-out score
    (:func:`choose_damping`); for classifiers score by
    ``(held-out error rate, held-out mean loss)``: the error decides, the loss

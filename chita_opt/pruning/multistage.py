@@ -276,7 +276,6 @@ def multistage_prune(
         progress=progress,
         evaluate=_as_scorer(evaluate) if needs_gradients else None,
         damping_grid=None if grid is None else tuple(grid),
-        warm_starts=info.warm_start,
         wide_skip_swaps=info.accepts("max_swaps"),
         groups=groups,
         group_cap=group_cap,

@@ -58,7 +58,6 @@ class StageContext:
     progress: bool
     evaluate: Evaluate | None = None
     damping_grid: tuple[float, ...] | None = None  # the user's candidates for "auto"
-    warm_starts: bool = False
     groups: np.ndarray | None = None  # group id per weight (N:M patterns)
     group_cap: int | None = None
     wide_skip_swaps: bool = False
@@ -71,7 +70,6 @@ class _Candidate:
     w: np.ndarray  # full flat weights after the stage
     alive: np.ndarray
     record: StageRecord
-    w_alive: np.ndarray  # the solution on the stage's alive coordinates (a warm start)
     score: Score | None = None
 
 
@@ -102,10 +100,10 @@ def run_stage(
         # stage's own Fisher scale, no search -- the held-out scores of a network
         # still near dense do not rank the candidates (docs/benchmarks_zoo.md).
         d = _damping.STAGE_DAMPING * scale_of()  # read at call time: benchmarks sweep it
-        best = solve_at(d, False, None)
+        best = solve_at(d, False)
         best.record = replace(best.record, damping=d)
     elif ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):
-        best = solve_at(ctx.damping, ctx.first_order, None)
+        best = solve_at(ctx.damping, ctx.first_order)
     else:
         best = _choose(ctx, solve_at, scale_of, t)
     record = best.record
@@ -123,7 +121,7 @@ def _choose(
     The rule measured on the model zoo (:mod:`chita_opt.pruning.damping`,
     docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{-1,-3,-5,-7}`` and
     magnitude pruning (infinite damping), each solved with the stage's method
-    from the largest damping down, warm-started from the previous solution;
+    from the largest damping down, each from the method's own starting point;
     the lowest held-out (error, loss) wins, ties to the larger damping.
     """
     assert ctx.evaluate is not None
@@ -137,8 +135,8 @@ def _choose(
     tried: list[_Candidate] = []
     scores: dict[float, Score] = {}
 
-    def prune_at(d: float, warm: _Candidate | None) -> _Candidate:
-        cand = solve_at(d, ctx.first_order, None if warm is None else warm.w_alive)
+    def prune_at(d: float, _: object) -> _Candidate:
+        cand = solve_at(d, ctx.first_order)
         tried.append(cand)
         return cand
 
@@ -147,12 +145,14 @@ def _choose(
         scores[cand.record.damping if cand.record.damping is not None else math.inf] = cand.score
         return cand.score.key()
 
-    choice = choose_damping(candidates, prune_at, loss_fn)
+    # Cold solves: warm starts from the neighbouring candidate were 1.6x slower over
+    # the zoo's 24 one-shot rows, for no better networks (docs/benchmarks_zoo.md).
+    choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False)
     best: _Candidate = choice.w
     fo_used: bool | None = None
     if ctx.first_order:
         # Guard: keep the first-order term only where it lowers the held-out score.
-        plain = solve_at(choice.damping, False, best.w_alive)
+        plain = solve_at(choice.damping, False)
         tried.append(plain)
         plain.score = ctx.evaluate(plain.w)
         fo_used = bool(best.score is not None and best.score.key() <= plain.score.key())
@@ -204,12 +204,12 @@ def magnitude_guard(
 def _full_solver(
     ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
     idx: np.ndarray, G: np.ndarray, final: bool,
-) -> Callable[[float, bool, np.ndarray | None], _Candidate]:
+) -> Callable[[float, bool], _Candidate]:
     from ..solvers import solve
 
-    def solve_at(damping: float, first_order: bool, warm: np.ndarray | None) -> _Candidate:
+    def solve_at(damping: float, first_order: bool) -> _Candidate:
         if math.isinf(damping):
-            return _candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final), idx)
+            return _Candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final))
         t1 = time.perf_counter()
         problem = L0Problem.from_gradients(
             G, w[idx], k=k, damping=damping, first_order=first_order,
@@ -218,8 +218,6 @@ def _full_solver(
         options = _stage_options(ctx, problem, final)
         if ctx.groups is not None and final:
             problem = problem.replace(groups=ctx.groups[idx], group_k=ctx.group_cap)
-        if warm is not None and ctx.warm_starts and np.any(warm):
-            options.setdefault("w0", warm)
         sol = solve(problem, method=ctx.method, **options)
         t2 = time.perf_counter()
         check_status(sol.status, sol.message, ctx.method, t)
@@ -234,14 +232,9 @@ def _full_solver(
             objective=float(sol.objective), solve_time=t2 - t1, status=sol.status,
             message=sol.message, damping=damping,
         )
-        return _Candidate(w_new, alive_new, record, w_new[idx])
+        return _Candidate(w_new, alive_new, record)
 
     return solve_at
-
-
-def _candidate(w_new: np.ndarray, alive_new: np.ndarray, record: StageRecord,
-               idx: np.ndarray) -> _Candidate:
-    return _Candidate(w_new, alive_new, record, w_new[idx])
 
 
 # Intermediate stages with k > _WIDE_FACTOR * n skip chita's swap search.
@@ -268,7 +261,7 @@ def _stage_options(ctx: StageContext, problem: L0Problem, final: bool) -> dict[s
 def _block_solver(
     ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
     idx: np.ndarray, final: bool,
-) -> tuple[Callable[[float, bool, np.ndarray | None], _Candidate], Callable[[], float]]:
+) -> tuple[Callable[[float, bool], _Candidate], Callable[[], float]]:
     """Solve the stage block by block; gradients are requested per group of blocks.
 
     Returns the solver and the Fisher scale of the stage (from the first
@@ -297,9 +290,9 @@ def _block_solver(
         columns[idx[lo:hi]] = True
         return fisher_scale(_call_gradient_fn(ctx.gradient_fn, w, columns, hi - lo, t))
 
-    def solve_at(damping: float, first_order: bool, warm: np.ndarray | None) -> _Candidate:
+    def solve_at(damping: float, first_order: bool) -> _Candidate:
         if math.isinf(damping):
-            return _candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final), idx)
+            return _Candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final))
         method = ctx.method
         fields = dict(damping=damping, first_order=first_order,
                       first_order_scale=ctx.first_order_scale, method=method,
@@ -358,7 +351,7 @@ def _block_solver(
             status=Status.worst(r.status for r in results), n_blocks=len(results),
             message=f"{len(results)} blocks in {len(groups)} gradient pass(es)", damping=damping,
         )
-        return _Candidate(w_new, alive_new, record, w_sol)
+        return _Candidate(w_new, alive_new, record)
 
     return solve_at, scale_of
 

@@ -387,7 +387,7 @@ def test_auto_stages_before_the_last_use_a_share_of_their_own_fisher_scale():
         G = net.gradient_fn(w_at, columns)
         assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
         assert rec.damping_losses is None and np.isfinite(rec.damping)
-    assert last.damping_losses is not None and len(last.damping_losses) == 5
+    assert last.damping_losses is not None and len(last.damping_losses) == 4
     assert report.options.get("fallback") is None
 
 

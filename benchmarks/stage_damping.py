@@ -91,6 +91,8 @@ def run(model: torch.nn.Module, cfg: dict[str, Any], part: str,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="STAGE_DAMPING on validation digits")
+    ap.add_argument("--values", type=float, nargs="*", default=list(SWEEP),
+                    help="--sweep: the STAGE_DAMPING values to try")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -99,7 +101,7 @@ def main() -> None:
     run(zoo[0][1], zoo[0][2], "val", sparsity=0.5)  # compile the Numba kernels first
     rows = []
     if args.sweep:
-        values = SWEEP[:2] if args.smoke else SWEEP
+        values = args.values[:2] if args.smoke else args.values
         default = damping_rule.STAGE_DAMPING
         headers = ["model", "sparsity", "stages",
                    *[f"STAGE_DAMPING {v:g} (val; cpu)" for v in values]]

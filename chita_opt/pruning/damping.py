@@ -35,15 +35,13 @@ MLPNet at 31% and a BatchNorm CNN at 74% (93% with a finite damping).
 :data:`STAGE_DAMPING` was chosen on validation digits over six models
 (docs/benchmarks_zoo.md, "CHITA++").
 
-Measured (one-shot, 24 model/sparsity rows, test digits never used for any
-choice): mean test accuracy 82.8% against 76.9% for the fixed default 1e-3,
-74.7% for magnitude pruning and 84.6% for the best fixed damping in
-hindsight; never below magnitude pruning; within 1 point of the hindsight
-damping (2 on the 397-digit split) in 18 of 24 rows -- the misses are BN
-CNNs at 0.8-0.9 sparsity and two Adam MLPs at 0.9; cost 3.2-12.9x (median
-4.7x) the CPU time of one prune at the default damping. The held-out
-fraction (10 / 20 / 30%) made no difference beyond noise; the first-order
-term never helped with this choice.
+Measured (one-shot, ``prune()`` at its defaults on the zoo's 24 model/sparsity
+rows, ``benchmarks/zoo_defaults.py``; test digits never used for any choice):
+mean test accuracy 84.3% against 75.0% for magnitude pruning (the hindsight
+best fixed damping of each row averaged 84.6%, the old fixed default 1e-3
+76.9%); never below magnitude pruning; a median 2.35x the CPU time of a
+prune at the damping it chose. The held-out fraction (10 / 20 / 30%) made no
+difference beyond noise; the first-order term never helped with this choice.
 
 Why relative to ``lambda_0``: the package's ``damping`` is added to the
 empirical Fisher ``G^T G / n`` (``l2 = n * damping`` in

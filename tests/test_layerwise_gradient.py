@@ -125,7 +125,8 @@ def test_chita_with_a_gradient_block_reaches_the_oracle_on_most_tiny_layers():
     gaps = np.array(gaps)
     assert gaps.min() >= -1e-7
     share = float(np.mean(gaps <= 1e-6))
-    assert share >= 0.8, f"optimal on {share:.0%}; worst gap {gaps.max():.3g}"
+    # measured: 60/60 optimal; the bar guards against regressions
+    assert share >= 0.85, f"optimal on {share:.0%}; worst gap {gaps.max():.3g}"
 
 
 @pytest.mark.parametrize("budget", [Budget.layer(40), Budget.per_row(5), Budget.nm(2, 4)])

@@ -155,7 +155,8 @@ def main(argv=None) -> int:
         chita_opts[key] = int(value)
     print_header(f"lm_layerwise{' --smoke' if args.smoke else ''}: byte-level LM, "
                  f"layer-wise pruning", packages=("numpy", "torch"))
-    print(f"# config {cfg} (cache key {cfg.key()}); calibration {n_calib} x {cfg.context} bytes; "
+    print(f"# config {cfg} (cache key {cfg.key()}); calibration {n_calib} x {cfg.context} bytes "
+          f"(seed {args.calib_seed}); "
           f"damping {args.damping} x mean diag(H); torch threads {args.threads}; "
           f"chita options {chita_opts or 'defaults'}; chita+grad gradient weight "
           f"{args.gradient_weight}")

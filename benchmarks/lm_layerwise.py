@@ -64,13 +64,30 @@ def _setting(s: str):
     return (None, s) if ":" in s else (float(s), None)
 
 
-def _prune(model, calib, setting, method, damping, chita_opts, gradient_weight=1.0):
+def random_logits_loss(model, ids):
+    """Control for chita+grad: a fixed random functional of the logits, no labels.
+
+    Its gradients average to the Gauss-Newton of the network output
+    (E[R R^T] = I), so it tells end-to-end output sensitivity from the
+    information in the next-token loss itself.
+    """
+    g = torch.Generator().manual_seed(int(ids[0, 0]) * 131 + ids.shape[0])
+    logits = model(ids)
+    return (logits * torch.randn(logits.shape, generator=g)).sum() / ids.shape[0]
+
+
+GRADIENT_LOSSES = {"next-token": next_token_loss, "random-logits": random_logits_loss}
+
+
+def _prune(model, calib, setting, method, damping, chita_opts, gradient_weight=1.0,
+           gradient_loss="next-token"):
     sparsity, pattern = _setting(setting)
     kw = dict(sparsity=sparsity, pattern=pattern, damping=damping, progress=False)
     if method == "chita+grad":
         # equal batches of calibration windows, so the batch mean weighs samples alike
         return prune_layerwise(model, calib, method="chita", solver_options=chita_opts,
-                               gradient_block=next_token_loss, gradient_weight=gradient_weight,
+                               gradient_block=GRADIENT_LOSSES[gradient_loss],
+                               gradient_weight=gradient_weight,
                                **kw)
     if method == "wanda":
         return prune_layerwise(model, calib, solver=wanda, **kw)
@@ -139,6 +156,8 @@ def main(argv=None) -> int:
                     help="comma-separated relative dampings: chita's perplexity for each")
     ap.add_argument("--gradient-weight", type=float, default=1.0,
                     help="chita+grad: gradient block weight relative to the trace-matched scale")
+    ap.add_argument("--gradient-loss", default="next-token", choices=sorted(GRADIENT_LOSSES),
+                    help="chita+grad's loss (random-logits: a control without labels)")
     ap.add_argument("--gradient-weight-sweep", default="",
                     help="comma-separated gradient weights: chita+grad's perplexity for each")
     ap.add_argument("--chita", default="",
@@ -159,7 +178,7 @@ def main(argv=None) -> int:
           f"(seed {args.calib_seed}); "
           f"damping {args.damping} x mean diag(H); torch threads {args.threads}; "
           f"chita options {chita_opts or 'defaults'}; chita+grad gradient weight "
-          f"{args.gradient_weight}")
+          f"{args.gradient_weight}, loss {args.gradient_loss}")
     model = trained_model(cfg)
     train, held = corpus()
     calib_w = windows(train, cfg.context, n_calib, seed=args.calib_seed)[:, :-1]
@@ -172,7 +191,7 @@ def main(argv=None) -> int:
             pruned = copy.deepcopy(model)
             t0 = time.perf_counter()
             rep = _prune(pruned, calib, setting, method, args.damping, chita_opts,
-                         args.gradient_weight)
+                         args.gradient_weight, args.gradient_loss)
             wall = time.perf_counter() - t0
             ppl = perplexity(pruned, held, cfg.context)
             rel = [r.relative_error for r in rep.layers]
@@ -214,7 +233,8 @@ def main(argv=None) -> int:
             row = [setting]
             for gw in args.gradient_weight_sweep.split(","):
                 pruned = copy.deepcopy(model)
-                _prune(pruned, calib, setting, "chita+grad", args.damping, chita_opts, float(gw))
+                _prune(pruned, calib, setting, "chita+grad", args.damping, chita_opts, float(gw),
+                       args.gradient_loss)
                 row.append(perplexity(pruned, held, cfg.context))
             rows4.append(row)
         print("## chita+grad perplexity by gradient weight (measured on the held-out text itself)")

@@ -176,3 +176,51 @@ def test_gradient_block_errors_name_the_argument():
                         gradient_block=lambda m, b: _loss(m, b) * float("inf"))
     after = _state(model)
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_hf_conv1d_gradients_are_in_the_out_by_in_orientation():
+    # transformers' Conv1D keeps weight (in, out): the block must use its transpose
+    from .test_torch_layerwise import Conv1D
+
+    torch.manual_seed(6)
+    model = nn.Sequential(Conv1D(6, 8), nn.Tanh(), nn.Linear(6, 8)).double()
+    data = [(x.reshape(5, 3, 12)[..., :8], y) for x, y in _data()]
+    got = _capture_gradients(model, [("0", model[0])], data, None, _loss)[0]
+    expect = np.transpose(_per_sample_grads(model, model[0], data), (0, 2, 1))
+    assert got.shape == (10, 6, 8)
+    assert np.allclose(got, expect, atol=1e-10)
+
+
+def test_a_layer_called_twice_sums_both_calls():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(12, 12)
+            self.head = nn.Linear(12, 8)
+
+        def forward(self, x):
+            return self.head(self.lin(torch.tanh(self.lin(x))))
+
+    torch.manual_seed(7)
+    model = Twice().double()
+    data = _data()
+    got = _capture_gradients(model, [("lin", model.lin)], data, None, _loss)[0]
+    assert np.allclose(got, _per_sample_grads(model, model.lin, data), atol=1e-10)
+
+
+def test_in_place_ops_after_a_layer_still_work():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(12, 8), nn.Linear(8, 8)
+
+        def forward(self, x):
+            h = self.a(x)
+            h += 1.0  # in place on the layer's output, as some models do
+            return self.b(torch.relu(h))
+
+    torch.manual_seed(8)
+    model = InPlace().double()
+    data = _data()
+    got = _capture_gradients(model, [("a", model.a)], data, None, _loss)[0]
+    assert np.allclose(got, _per_sample_grads(model, model.a, data), atol=1e-10)

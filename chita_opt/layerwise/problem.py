@@ -237,7 +237,7 @@ class LayerProblem:
                       if total > 0 and trace_h > 0 else 0.0)
         F *= self.gamma
         F += self.Hd[None]
-        self.gradients = G.transpose(1, 0, 2)
+        self.gradients = g
         self.Hd_rows = F
 
     @property

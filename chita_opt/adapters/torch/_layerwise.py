@@ -22,8 +22,8 @@ order:
 
 With ``gradient_block=loss_fn`` each layer group also gets one forward and
 backward pass per batch of ``loss_fn(model, batch)`` after step 1: forward
-hooks turn the layers' outputs into leaves of the graph and
-``torch.autograd.grad`` returns the loss's gradient ``delta`` at every output
+hooks add a zero probe tensor to the layers' outputs and
+``torch.autograd.grad`` returns the loss's gradient ``delta`` at every probe
 (no ``.grad`` of any parameter is touched), from which the per-sample
 gradients of the weight ``g_i = sum_t delta_{i,t} x_{i,t}^T`` (sample i = index
 along the first dimension of the layer's input) go to ``solve_layer`` as the
@@ -264,10 +264,12 @@ def _capture_gradients(model, group, batches, device, loss_fn) -> list[np.ndarra
     handles = []
     for gi, (_, mod) in enumerate(group):
         def hook(m, args, out, gi=gi):
-            # the output as a leaf: the backward stops here, and its gradient is delta
-            leaf = out.detach().requires_grad_(True)
-            taps.append((gi, args[0].detach(), leaf))
-            return leaf
+            # a zero probe added to the output: its gradient is delta, and the graph
+            # stays whole, so a layer called twice also gets the path through its
+            # second call (a detached leaf would cut it)
+            probe = torch.zeros_like(out, requires_grad=True)
+            taps.append((gi, args[0].detach(), probe))
+            return out + probe
         handles.append(mod.register_forward_hook(hook))
     per_batch: list[list[torch.Tensor]] = [[] for _ in group]
     try:
@@ -283,12 +285,12 @@ def _capture_gradients(model, group, batches, device, loss_fn) -> list[np.ndarra
                 if missing:
                     raise ValueError(f"gradient_block: layers {missing[:3]} did not run in "
                                      "loss_fn(model, batch), so they have no output gradients")
-                leaves = [leaf for _, _, leaf in taps]
-                deltas = torch.autograd.grad(loss.reshape(()), leaves, allow_unused=True)
+                probes = [probe for _, _, probe in taps]
+                deltas = torch.autograd.grad(loss.reshape(()), probes, allow_unused=True)
             acc: dict[int, torch.Tensor] = {}
-            for (gi, x, leaf), delta in zip(taps, deltas, strict=True):
+            for (gi, x, probe), delta in zip(taps, deltas, strict=True):
                 if delta is None:
-                    delta = torch.zeros_like(leaf)
+                    delta = torch.zeros_like(probe)
                 b = x.shape[0]
                 xs = x.reshape(b, -1, x.shape[-1]).to(torch.float64)
                 ds = delta.reshape(b, -1, delta.shape[-1]).to(torch.float64)

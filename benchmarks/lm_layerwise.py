@@ -15,7 +15,10 @@ Methods, all through ``prune_layerwise`` (same Gram matrices, same sequential
 order, same budgets; the 24 Linear layers of the blocks are pruned, not the
 embeddings or ``lm_head``): magnitude (largest ``|w|`` per layer), Wanda and
 SparseGPT (``benchmarks/_lm_baselines.py``, re-implemented from the papers),
-and chita (:func:`chita_opt.layerwise.solve_layer`). Unstructured settings use
+chita (:func:`chita_opt.layerwise.solve_layer`), and chita+grad: chita with
+each layer's gradient block (``prune_layerwise(..., gradient_block=loss)``,
+the next-token cross-entropy of the calibration windows themselves, weight
+``--gradient-weight`` relative to the trace-matched scale). Unstructured settings use
 a whole-layer budget for magnitude, SparseGPT (its per-block adaptive mask)
 and chita, and per-row for Wanda (as in its paper); N:M is per group for all.
 
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,16 +51,44 @@ from _lm_model import SMOKE, Config, corpus, perplexity, trained_model, windows
 from chita_opt.adapters.torch._layerwise import _default_layers, prune_layerwise
 from chita_opt.layerwise import budget_from_sparsity, solve_layer
 
-METHODS = ("magnitude", "wanda", "sparsegpt", "chita")
+METHODS = ("magnitude", "wanda", "sparsegpt", "chita", "chita+grad")
+
+
+def next_token_loss(model, ids):
+    """Mean next-token cross-entropy of a batch of byte windows (predicting ids[:, 1:])."""
+    logits = model(ids)[:, :-1]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
 
 
 def _setting(s: str):
     return (None, s) if ":" in s else (float(s), None)
 
 
-def _prune(model, calib, setting, method, damping, chita_opts):
+def random_logits_loss(model, ids):
+    """Control for chita+grad: a fixed random functional of the logits, no labels.
+
+    Its gradients average to the Gauss-Newton of the network output
+    (E[R R^T] = I), so it tells end-to-end output sensitivity from the
+    information in the next-token loss itself.
+    """
+    g = torch.Generator().manual_seed(int(ids[0, 0]) * 131 + ids.shape[0])
+    logits = model(ids)
+    return (logits * torch.randn(logits.shape, generator=g)).sum() / ids.shape[0]
+
+
+GRADIENT_LOSSES = {"next-token": next_token_loss, "random-logits": random_logits_loss}
+
+
+def _prune(model, calib, setting, method, damping, chita_opts, gradient_weight=1.0,
+           gradient_loss="next-token"):
     sparsity, pattern = _setting(setting)
     kw = dict(sparsity=sparsity, pattern=pattern, damping=damping, progress=False)
+    if method == "chita+grad":
+        # equal batches of calibration windows, so the batch mean weighs samples alike
+        return prune_layerwise(model, calib, method="chita", solver_options=chita_opts,
+                               gradient_block=GRADIENT_LOSSES[gradient_loss],
+                               gradient_weight=gradient_weight,
+                               **kw)
     if method == "wanda":
         return prune_layerwise(model, calib, solver=wanda, **kw)
     if method == "sparsegpt":
@@ -116,11 +148,18 @@ def main(argv=None) -> int:
     ap.add_argument("--settings", default="0.5,0.6,0.7,2:4,4:8")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--calib", type=int, default=128, help="calibration windows of 128 bytes")
+    ap.add_argument("--calib-seed", type=int, default=0, help="seed of the calibration windows")
     ap.add_argument("--damping", type=float, default=0.01, help="relative to mean diag(H)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--per-layer", action="store_true", help="print every layer's errors")
     ap.add_argument("--damping-sweep", default="",
                     help="comma-separated relative dampings: chita's perplexity for each")
+    ap.add_argument("--gradient-weight", type=float, default=1.0,
+                    help="chita+grad: gradient block weight relative to the trace-matched scale")
+    ap.add_argument("--gradient-loss", default="next-token", choices=sorted(GRADIENT_LOSSES),
+                    help="chita+grad's loss (random-logits: a control without labels)")
+    ap.add_argument("--gradient-weight-sweep", default="",
+                    help="comma-separated gradient weights: chita+grad's perplexity for each")
     ap.add_argument("--chita", default="",
                     help="solver options, e.g. rounds=2,swap_rounds=10,exact_rounds=3")
     args = ap.parse_args(argv)
@@ -135,12 +174,14 @@ def main(argv=None) -> int:
         chita_opts[key] = int(value)
     print_header(f"lm_layerwise{' --smoke' if args.smoke else ''}: byte-level LM, "
                  f"layer-wise pruning", packages=("numpy", "torch"))
-    print(f"# config {cfg} (cache key {cfg.key()}); calibration {n_calib} x {cfg.context} bytes; "
+    print(f"# config {cfg} (cache key {cfg.key()}); calibration {n_calib} x {cfg.context} bytes "
+          f"(seed {args.calib_seed}); "
           f"damping {args.damping} x mean diag(H); torch threads {args.threads}; "
-          f"chita options {chita_opts or 'defaults'}")
+          f"chita options {chita_opts or 'defaults'}; chita+grad gradient weight "
+          f"{args.gradient_weight}, loss {args.gradient_loss}")
     model = trained_model(cfg)
     train, held = corpus()
-    calib_w = windows(train, cfg.context, n_calib, seed=0)[:, :-1]
+    calib_w = windows(train, cfg.context, n_calib, seed=args.calib_seed)[:, :-1]
     calib = list(calib_w.split(16))
     dense_ppl = perplexity(model, held, cfg.context)
     rows = [["dense", "-", dense_ppl, "-", "-", "-", "-"]]
@@ -149,7 +190,8 @@ def main(argv=None) -> int:
         for method in methods:
             pruned = copy.deepcopy(model)
             t0 = time.perf_counter()
-            rep = _prune(pruned, calib, setting, method, args.damping, chita_opts)
+            rep = _prune(pruned, calib, setting, method, args.damping, chita_opts,
+                         args.gradient_weight, args.gradient_loss)
             wall = time.perf_counter() - t0
             ppl = perplexity(pruned, held, cfg.context)
             rel = [r.relative_error for r in rep.layers]
@@ -185,6 +227,18 @@ def main(argv=None) -> int:
             rows3.append(row)
         print("## chita perplexity by relative damping (measured on the held-out text itself)")
         print_table(["setting", *args.damping_sweep.split(",")], rows3)
+    if args.gradient_weight_sweep:
+        rows4 = []
+        for setting in settings:
+            row = [setting]
+            for gw in args.gradient_weight_sweep.split(","):
+                pruned = copy.deepcopy(model)
+                _prune(pruned, calib, setting, "chita+grad", args.damping, chita_opts, float(gw),
+                       args.gradient_loss)
+                row.append(perplexity(pruned, held, cfg.context))
+            rows4.append(row)
+        print("## chita+grad perplexity by gradient weight (measured on the held-out text itself)")
+        print_table(["setting", *args.gradient_weight_sweep.split(",")], rows4)
     if args.per_layer:
         names = [n for n, _ in _default_layers(model)]
         for setting in settings:

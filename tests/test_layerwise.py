@@ -35,9 +35,12 @@ def _row_opt(Hd, wb, support):
     return 0.5 * float(y @ y)
 
 
-def oracle(prob: LayerProblem) -> float:
-    """Exact optimum: rows are independent given their supports; a layer budget is a knapsack."""
-    Hd, Wb, bud = prob.Hd, prob.W_bar, prob.budget
+def oracle(prob: LayerProblem, row_hessians=None) -> float:
+    """Exact optimum: rows are independent given their supports; a layer budget is a knapsack.
+
+    ``row_hessians`` (one d_in x d_in matrix per row) replaces the shared ``prob.Hd``.
+    """
+    Wb, bud = prob.W_bar, prob.budget
     d_out, d_in = Wb.shape
     total = 0.0
     best_by_size = []
@@ -51,6 +54,7 @@ def oracle(prob: LayerProblem) -> float:
                         continue
                 elif bud.kind == "row" and s > bud.k:
                     continue
+                Hd = prob.Hd if row_hessians is None else row_hessians[r]
                 f = _row_opt(Hd, Wb[r], sup)
                 best[s] = min(best.get(s, np.inf), f)
         best_by_size.append(best)

@@ -22,7 +22,7 @@ def test_lm_layerwise_smoke(tmp_path):
         capture_output=True, text=True, env=env, timeout=300, check=True,
     ).stdout
     assert "## Held-out perplexity" in out
-    for method in ("magnitude", "wanda", "sparsegpt", "chita"):
+    for method in ("magnitude", "wanda", "sparsegpt", "chita", "chita+grad"):
         assert f"| {method}" in out or f"{method} |" in out
     assert "layers chita <= SparseGPT" in out
     assert any(p.suffix == ".pt" for p in (tmp_path / "lm").iterdir())  # trained and cached

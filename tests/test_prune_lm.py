@@ -43,7 +43,8 @@ def _linear_weights(model):
             if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")}
 
 
-@pytest.mark.parametrize("budget", [["--sparsity", "0.5"], ["--pattern", "2:4"]])
+@pytest.mark.parametrize("budget", [["--sparsity", "0.5"], ["--pattern", "2:4"],
+                                    ["--sparsity", "0.5", "--gradient-block"]])
 def test_prune_lm_writes_a_loadable_sparse_checkpoint(checkpoint, tmp_path, capsys, budget):
     out = tmp_path / "pruned"
     rc = main([
@@ -69,10 +70,23 @@ def test_prune_lm_writes_a_loadable_sparse_checkpoint(checkpoint, tmp_path, caps
     transformers.AutoTokenizer.from_pretrained(out)  # the tokenizer was saved too
 
 
+def test_prune_lm_gradient_block_changes_the_masks(checkpoint, tmp_path):
+    base = ["prune-lm", str(checkpoint / "model"), "--calibration", str(checkpoint / "calib.txt"),
+            "--sparsity", "0.5", "--nsamples", "8", "--seqlen", "32", "--quiet"]
+    assert main([*base, "--output", str(tmp_path / "plain")]) == 0
+    assert main([*base, "--gradient-block", "--output", str(tmp_path / "grad")]) == 0
+    plain, grad = (_linear_weights(transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / d, local_files_only=True)) for d in ("plain", "grad"))
+    assert any(not torch.equal(plain[n] != 0, grad[n] != 0) for n in plain)
+
+
 def test_prune_lm_errors(checkpoint, tmp_path, capsys):
     base = ["prune-lm", str(checkpoint / "model"), "--calibration", str(checkpoint / "calib.txt")]
     assert main([*base, "--sparsity", "1.5", "--output", str(tmp_path / "a")]) == 2
     assert "--sparsity: expected a number in [0, 1)" in capsys.readouterr().err
+    assert main([*base, "--sparsity", "0.5", "--gradient-weight", "-1",
+                 "--output", str(tmp_path / "a")]) == 2
+    assert "--gradient-weight: expected a finite non-negative" in capsys.readouterr().err
     assert main(["prune-lm", str(tmp_path), "--calibration", str(checkpoint / "calib.txt"),
                  "--sparsity", "0.5", "--output", str(tmp_path / "b")]) == 2
     assert "MODEL_DIR: expected a save_pretrained directory" in capsys.readouterr().err

@@ -37,6 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, metavar="OUT_DIR", help="where to save")
     p.add_argument("--method", default="chita", help="chita (default), iht, backsolve, magnitude")
     p.add_argument("--damping", type=float, default=0.01, help="relative to mean diag(X^T X)")
+    p.add_argument("--gradient-block", action="store_true", dest="gradient_block",
+                   help="add each layer's gradient block of the next-token loss "
+                        "(docs/layerwise.md; d_out x d_in^2 memory per layer: small models)")
+    p.add_argument("--gradient-weight", type=float, default=1.0, dest="gradient_weight",
+                   help="gradient block weight relative to the trace-matched scale")
     p.add_argument("--nsamples", type=int, default=128, help="calibration windows")
     p.add_argument("--seqlen", type=int, default=None,
                    help="tokens per window (default: min(512, model context))")
@@ -82,9 +87,17 @@ def _perplexity(model, ids, seqlen: int, batch_size: int, device) -> float:
     return math.exp(nll / count)
 
 
+def _causal_lm_loss(model, batch):
+    # Hugging Face shifts the labels: the next-token loss of the window itself
+    return model(**batch, labels=batch["input_ids"]).loss
+
+
 def run(args: argparse.Namespace) -> int:
     if args.sparsity is not None and not 0.0 <= args.sparsity < 1.0:
         return _fail(f"--sparsity: expected a number in [0, 1), got {args.sparsity}")
+    if not args.gradient_weight >= 0.0 or args.gradient_weight == float("inf"):
+        return _fail(f"--gradient-weight: expected a finite non-negative number, "
+                     f"got {args.gradient_weight}")
     if not 0.0 <= args.held_out < 1.0:
         return _fail(f"--held-out: expected a number in [0, 1), got {args.held_out}")
     for name in ("nsamples", "batch_size"):
@@ -135,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
     report = prune_layerwise(
         model, batches, sparsity=args.sparsity, pattern=args.pattern, method=args.method,
         damping=args.damping, device=device, progress=not args.quiet,
+        gradient_block=_causal_lm_loss if args.gradient_block else None,
+        gradient_weight=args.gradient_weight,
     )
     # bake the zeros in: drop torch.nn.utils.prune's weight_orig/weight_mask
     for module in model.modules():

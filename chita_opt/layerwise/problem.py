@@ -19,6 +19,24 @@ Each budget is a (truncated) partition matroid, so the Euclidean projection is
 the greedy "largest scores first" rule of :mod:`chita_opt.groups`; here it is
 computed with ``argpartition`` along the structure, which gives the same sets
 without a full sort.
+
+Gradient block (optional, ``gradients=``): with per-sample gradients of the
+layer's weight ``g_i`` (n x d_out x d_in; for a layer with output gradients
+``delta_{i,t}`` and inputs ``x_{i,t}`` at the tokens t of sample i,
+``g_i = sum_t delta_{i,t} x_{i,t}^T``), row r also carries the empirical Fisher
+of its own weights, ``F_r = sum_i g_{i,r} g_{i,r}^T``: its objective becomes
+
+    1/2 (w_r - w̄_r)^T (H + gamma F_r + damping I) (w_r - w̄_r)
+  = 1/2 ||A_r (w_r - w̄_r)||^2 + damping/2 ||w_r - w̄_r||^2,  A_r = [X; sqrt(gamma) G_r],
+
+the activation block and row r's gradient block ``G_r`` (n x d_in, rows
+``g_{i,r}``) stacked in one A. The Fisher block of the whole layer couples rows
+(d_out d_in squared entries); keeping only its diagonal row blocks keeps the
+rows independent given their supports, so every budget and solver still
+applies, with one Hessian per row (``Hd_rows``, d_out x d_in x d_in floats).
+``gamma = gradient_weight * d_out * tr(H) / sum_r tr(F_r)``: at the default
+weight 1 the gradient blocks carry, summed over rows, the same trace as the
+activation block (the scale of the loss and of the activations cancels).
 """
 
 from __future__ import annotations
@@ -159,13 +177,22 @@ def budget_from_sparsity(
 
 @dataclass
 class LayerProblem:
-    """``H`` (d_in x d_in, PSD), ``W_bar`` (d_out x d_in), ``damping`` and a :class:`Budget`."""
+    """``H`` (d_in x d_in, PSD), ``W_bar`` (d_out x d_in), ``damping`` and a :class:`Budget`.
+
+    ``gradients`` (n x d_out x d_in, optional) adds each row's gradient block
+    with relative weight ``gradient_weight`` (module docstring); then
+    ``Hd_rows`` holds the per-row Hessians and ``gamma`` the absolute weight.
+    """
 
     H: np.ndarray
     W_bar: np.ndarray
     budget: Budget
     damping: float = 0.0
+    gradients: np.ndarray | None = field(default=None, repr=False)
+    gradient_weight: float = 1.0
     Hd: np.ndarray = field(init=False, repr=False)
+    Hd_rows: np.ndarray | None = field(init=False, repr=False, default=None)
+    gamma: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         H = np.asarray(self.H, dtype=np.float64)
@@ -186,15 +213,48 @@ class LayerProblem:
         self.H = 0.5 * (H + H.T)  # a Gram matrix summed in float32 is only nearly symmetric
         self.W_bar = W
         self.Hd = self.H + self.damping * np.eye(d_in)
+        self.gradient_weight = check_nonnegative(self.gradient_weight, "gradient_weight")
+        if self.gradients is not None:
+            self._add_gradient_block()
+
+    def _add_gradient_block(self) -> None:
+        d_out, d_in = self.W_bar.shape
+        g = self.gradients
+        if isinstance(g, (list, tuple)):
+            g = np.asarray(g)
+        if not isinstance(g, np.ndarray) or g.ndim != 3 or g.shape[1:] != (d_out, d_in) \
+                or g.shape[0] == 0 or not np.issubdtype(g.dtype, np.floating):
+            raise ValueError(f"gradients: expected a float array of shape (n, {d_out}, {d_in}) "
+                             f"(per-sample gradients of W_bar), got {describe(g)}")
+        if not np.isfinite(g).all():
+            raise ValueError("gradients: expected finite values, got NaN or Inf")
+        G = np.ascontiguousarray(np.asarray(g, dtype=np.float64).transpose(1, 0, 2))
+        F = np.matmul(G.transpose(0, 2, 1), G)  # (d_out, d_in, d_in): F_r = G_r^T G_r
+        total = float(np.einsum("rii->", F))
+        trace_h = float(np.trace(self.H))
+        # all-zero gradients (or a zero H) add nothing: gamma 0, not a division by zero
+        self.gamma = (self.gradient_weight * d_out * trace_h / total
+                      if total > 0 and trace_h > 0 else 0.0)
+        F *= self.gamma
+        F += self.Hd[None]
+        self.gradients = g
+        self.Hd_rows = F
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.W_bar.shape
 
-    def row_objectives(self, W: np.ndarray) -> np.ndarray:
-        """Per-row ``1/2 (w - w̄)^T (H + damping I) (w - w̄)``."""
+    def gradient(self, W: np.ndarray) -> np.ndarray:
+        """Per-row gradient of the objective, ``(w_r - w̄_r)^T Hd_r`` (d_out x d_in)."""
         D = np.asarray(W, dtype=np.float64) - self.W_bar
-        return 0.5 * np.einsum("ij,ij->i", D @ self.Hd, D)
+        if self.Hd_rows is None:
+            return D @ self.Hd
+        return np.matmul(D[:, None, :], self.Hd_rows)[:, 0, :]
+
+    def row_objectives(self, W: np.ndarray) -> np.ndarray:
+        """Per-row ``1/2 (w - w̄)^T Hd_r (w - w̄)`` (``Hd_r = H + gamma F_r + damping I``)."""
+        D = np.asarray(W, dtype=np.float64) - self.W_bar
+        return 0.5 * np.einsum("ij,ij->i", self.gradient(W), D)
 
     def row_errors(self, W: np.ndarray) -> np.ndarray:
         """Per-row reconstruction error ``1/2 ||X (w - w̄)||^2`` (no damping)."""

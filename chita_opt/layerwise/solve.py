@@ -20,6 +20,12 @@ Methods (each returns a :class:`LayerSolution`):
   applied when negative and followed by the exact refit of the changed rows.
   Every step is a descent step, so the objective never increases.
 
+With a gradient block (``gradients=``, see :mod:`.problem`) every row has
+its own Hessian ``Hd_r``; the same kernels then run row by row (one row at a
+time is a layer with d_out = 1), so the algorithms are unchanged and the
+shared-``H`` path is the code it was. That costs a Python loop over rows per
+refit or exchange round and d_out x d_in^2 floats of memory.
+
 Cost: a refit is one |S| x |S| Cholesky per row, O(d_out s^3 / 3) (through the
 pruned set D when |D| < |S|, O(d_out |D|^2 d_in)); a cheap exchange round
 scores O(d_out q d_in) pairs (q = ``swap_candidates``; O(d_out d_in m) for
@@ -35,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_nonnegative, describe
-from ._refit import refit_rows
+from ._refit import inverse_stack, refit_rows
 from ._swaps import cheap_moves, exact_moves
 from .problem import Budget, LayerProblem
 
@@ -85,6 +91,46 @@ def _inverse(Hd: np.ndarray) -> np.ndarray:
         return np.linalg.pinv(Hd, hermitian=True)
 
 
+def _refit(prob: LayerProblem, mask, rows=None, *, W_out=None, want_inv_diag=False, Hinv=None):
+    """:func:`refit_rows` in the problem's Hessian(s); ``Hinv`` per row when ``Hd_rows`` is set."""
+    if prob.Hd_rows is None:
+        return refit_rows(prob.Hd, prob.W_bar, mask, rows, W_out=W_out,
+                          want_inv_diag=want_inv_diag, Hinv=Hinv)
+    d_out = prob.W_bar.shape[0]
+    W = np.zeros_like(prob.W_bar) if W_out is None else W_out
+    inv_diag = np.full(W.shape, np.inf) if want_inv_diag else None
+    for r in range(d_out) if rows is None else rows:
+        Wr, dr = refit_rows(prob.Hd_rows[r], prob.W_bar[r : r + 1], mask[r : r + 1],
+                            want_inv_diag=want_inv_diag, Hinv=None if Hinv is None else Hinv[r])
+        W[r] = Wr[0]
+        if want_inv_diag:
+            inv_diag[r] = dr[0]
+    return W, inv_diag
+
+
+def _hinv(prob: LayerProblem) -> np.ndarray:
+    """``Hd^{-1}`` (d_in x d_in), or the stack of the rows' ``Hd_r^{-1}``."""
+    if prob.Hd_rows is None:
+        return _inverse(prob.Hd)
+    return inverse_stack(prob.Hd_rows)
+
+
+def _inv_diag_rows(Hinv: np.ndarray, d_out: int) -> np.ndarray:
+    """Each row's ``diag(Hd_r^{-1})`` as a d_out x d_in array, floored (no free removals)."""
+    diag = np.diag(Hinv)[None, :] if Hinv.ndim == 2 else np.einsum("rii->ri", Hinv)
+    return np.broadcast_to(np.maximum(diag, 1e-300), (d_out, diag.shape[1])).copy()
+
+
+def _moves(prob: LayerProblem, W, G, mask, q, nm, exact):
+    """Exchange scores of every row, in the shared Hessian or row by row in ``Hd_rows``."""
+    moves = exact_moves if exact else cheap_moves
+    if prob.Hd_rows is None:
+        return moves(prob.Hd, W, G, mask, q, nm)
+    per_row = [moves(prob.Hd_rows[r], W[r : r + 1], G[r : r + 1], mask[r : r + 1], q, nm)
+               for r in range(W.shape[0])]
+    return tuple(np.concatenate(parts) for parts in zip(*per_row, strict=True))
+
+
 def _obs_scores(W: np.ndarray, inv_diag: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # twice the exact cost of removing each kept weight alone; pruned ones stay pruned
     scores = np.where(mask, W * W / inv_diag, -1.0)
@@ -92,13 +138,14 @@ def _obs_scores(W: np.ndarray, inv_diag: np.ndarray, mask: np.ndarray) -> np.nda
 
 
 def _iht(prob: LayerProblem, W: np.ndarray, mask: np.ndarray, iters: int):
-    L = float(np.linalg.eigvalsh(prob.Hd)[-1])
+    # one step size for all rows: the largest curvature of any row's Hessian
+    L = float(np.linalg.eigvalsh(prob.Hd if prob.Hd_rows is None else prob.Hd_rows).max())
     best_f, best_mask = prob.objective(W), mask
     for _ in range(iters):
-        V = W - ((W - prob.W_bar) @ prob.Hd) / L
+        V = W - prob.gradient(W) / L
         mask = prob.budget.project(V * V)
         W = np.where(mask, V, 0.0)
-    W_new, _ = refit_rows(prob.Hd, prob.W_bar, mask)
+    W_new, _ = _refit(prob, mask)
     f_new = prob.objective(W_new)
     if f_new < best_f:
         return W_new, mask, True
@@ -109,14 +156,13 @@ def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: in
     """Exchange local search; returns (W, mask, rounds used, rows changed)."""
     d_out = W.shape[0]
     nm = prob.budget.m if prob.budget.kind == "nm" else None
-    moves = exact_moves if exact else cheap_moves
     n_changed = 0
     rounds = 0
     for rounds in range(1, max_rounds + 1):  # noqa: B007 - reported
-        G = (W - prob.W_bar) @ prob.Hd
+        G = prob.gradient(W)
         f_now = prob.objective(W)
         scale = tol * max(f_now, 1e-300) / d_out
-        delta, bi, bj, d_val, d_i, a_val, a_j = moves(prob.Hd, W, G, mask, q, nm)
+        delta, bi, bj, d_val, d_i, a_val, a_j = _moves(prob, W, G, mask, q, nm, exact)
         new_mask = mask.copy()
         changed = np.zeros(d_out, dtype=bool)
         for r in np.flatnonzero(delta < -scale):
@@ -144,7 +190,7 @@ def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: in
             break
         ch = np.flatnonzero(changed)
         W_try = W.copy()
-        refit_rows(prob.Hd, prob.W_bar, new_mask, ch, W_out=W_try)
+        _refit(prob, new_mask, ch, W_out=W_try)
         # each move is a descent step; stop if rounding says otherwise
         if prob.objective(W_try) >= f_now:
             break
@@ -166,6 +212,8 @@ def solve_layer(
     exact_rounds: int | None = None,
     swap_candidates: int = 16,
     tol: float = 1e-9,
+    gradients: Any = None,
+    gradient_weight: float = 1.0,
 ) -> LayerSolution:
     """Prune one layer: ``solve_layer(H, W_bar, Budget.layer(k), damping=...)``.
 
@@ -177,9 +225,16 @@ def solve_layer(
     (O(s^3) per row and round; None: 10 when d_in <= 64, else 0),
     ``swap_candidates`` the pruned weights per row tried for addition in each
     round; ``tol`` is the relative
-    improvement below which an exchange is not worth a refit.
+    improvement below which an exchange is not worth a refit. ``gradients``
+    (n x d_out x d_in per-sample gradients of ``W_bar``) adds each row's
+    gradient block with relative weight ``gradient_weight`` (see
+    :class:`LayerProblem`); ``LayerSolution.objective`` then includes it,
+    ``row_errors`` stay the reconstruction errors.
     """
-    prob = H if isinstance(H, LayerProblem) else LayerProblem(H, W_bar, budget, damping)
+    if isinstance(H, LayerProblem):
+        prob = H
+    else:
+        prob = LayerProblem(H, W_bar, budget, damping, gradients, gradient_weight)
     if exact_rounds is None:
         # exact exchanges cost O(d_out s^3) a round: on by default only where
         # that is small (they matter most there, measured on tiny layers)
@@ -200,13 +255,17 @@ def solve_layer(
         mask = bud.project(np.abs(Wb))
         W = np.where(mask, Wb, 0.0)
     elif method in ("backsolve", "iht"):
-        try:
-            hinv_diag = np.diag(np.linalg.inv(Hd))
-        except np.linalg.LinAlgError:
-            hinv_diag = np.maximum(np.diag(np.linalg.pinv(Hd, hermitian=True)), 1e-300)
+        if prob.Hd_rows is not None:
+            hinv_diag = _inv_diag_rows(inverse_stack(prob.Hd_rows), Wb.shape[0])
+        else:
+            try:
+                hinv_diag = np.diag(np.linalg.inv(Hd))
+            except np.linalg.LinAlgError:
+                hinv_diag = np.maximum(np.diag(np.linalg.pinv(Hd, hermitian=True)), 1e-300)
+            hinv_diag = hinv_diag[None, :]
         # a zero diagonal (singular Hd, damping 0) would make a removal look free
-        mask = bud.project(Wb * Wb / np.maximum(hinv_diag, 1e-300)[None, :])
-        W, _ = refit_rows(Hd, Wb, mask)
+        mask = bud.project(Wb * Wb / np.maximum(hinv_diag, 1e-300))
+        W, _ = _refit(prob, mask)
         hist["backsolve"] = prob.objective(W)
         if method == "iht":
             W_new, mask_new, better = _iht(prob, W, mask, iht_iters or 50)
@@ -215,13 +274,13 @@ def solve_layer(
             hist["iht"] = prob.objective(W)
     else:
         mask = np.ones(Wb.shape, dtype=bool)
-        Hinv = _inverse(Hd)
-        W, inv_diag = Wb.copy(), np.tile(np.maximum(np.diag(Hinv), 1e-300), (Wb.shape[0], 1))
+        Hinv = _hinv(prob)
+        W, inv_diag = Wb.copy(), _inv_diag_rows(Hinv, Wb.shape[0])
         steps = _intermediate_budgets(bud, Wb.shape, rounds)
         for t, step in enumerate(steps):
             mask = step.project(_obs_scores(W, inv_diag, mask))
             # the removal costs are needed only for the next step
-            W, inv_diag = refit_rows(Hd, Wb, mask, want_inv_diag=t + 1 < len(steps), Hinv=Hinv)
+            W, inv_diag = _refit(prob, mask, want_inv_diag=t + 1 < len(steps), Hinv=Hinv)
         hist["gradual_obs"] = prob.objective(W)
         if iht_iters:
             W_new, mask_new, better = _iht(prob, W, mask, iht_iters)

@@ -20,6 +20,15 @@ order:
    (``weight_orig`` + ``weight_mask``), so the next layers see the pruned ones
    (sequential, as SparseGPT does).
 
+With ``gradient_block=loss_fn`` each layer group also gets one forward and
+backward pass per batch of ``loss_fn(model, batch)`` after step 1: forward
+hooks add a zero probe tensor to the layers' outputs and
+``torch.autograd.grad`` returns the loss's gradient ``delta`` at every probe
+(no ``.grad`` of any parameter is touched), from which the per-sample
+gradients of the weight ``g_i = sum_t delta_{i,t} x_{i,t}^T`` (sample i = index
+along the first dimension of the layer's input) go to ``solve_layer`` as the
+row-wise gradient block (:mod:`chita_opt.layerwise.problem`).
+
 On any exception, KeyboardInterrupt included, the model is restored exactly
 (weights, masks, hooks, training flags) and the exception propagates.
 """
@@ -38,7 +47,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ..._validation import check_nonnegative, describe
-from ...layerwise import LAYER_METHODS, budget_from_sparsity, solve_layer
+from ...layerwise import LAYER_METHODS, LayerProblem, budget_from_sparsity, solve_layer
 from ._state import Snapshot
 
 __all__ = ["LayerRecord", "LayerwiseReport", "prune_layerwise"]
@@ -60,6 +69,7 @@ class LayerRecord:
     damping: float
     solve_seconds: float
     capture_seconds: float
+    gradient_scale: float = 0.0  # gamma of the gradient block (0: none)
 
     @property
     def sparsity(self) -> float:
@@ -156,15 +166,24 @@ def _batches(data: Any) -> list[Any]:
                     f"got {describe(data)}")
 
 
-def _forward(model: nn.Module, batch: Any, device: torch.device | None) -> None:
+def _move(batch: Any, device: torch.device | None) -> Any:
+    """``batch`` (tensor, dict or tuple of tensors) with its tensors on ``device``."""
     def to(x):
         return x.to(device) if device is not None and isinstance(x, torch.Tensor) else x
     if isinstance(batch, Mapping):
-        model(**{k: to(v) for k, v in batch.items()})
+        return {k: to(v) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to(x) for x in batch)
+    return to(batch)
+
+
+def _forward(model: nn.Module, batch: Any, device: torch.device | None) -> None:
+    if isinstance(batch, Mapping):
+        model(**_move(batch, device))
     elif isinstance(batch, (tuple, list)):
-        model(to(batch[0]))  # (inputs, targets) as a DataLoader yields
+        model(_move(batch[0], device))  # (inputs, targets) as a DataLoader yields
     else:
-        model(to(batch))
+        model(_move(batch, device))
 
 
 def _run(model, batches, device) -> None:
@@ -239,6 +258,60 @@ def _capture(model, group, batches, device, calls) -> list[torch.Tensor]:
     return Hs
 
 
+def _capture_gradients(model, group, batches, device, loss_fn) -> list[np.ndarray]:
+    """Per-sample gradients of each layer's weight, ``(n, d_out, d_in)`` float64 (module doc)."""
+    taps: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    handles = []
+    for gi, (_, mod) in enumerate(group):
+        def hook(m, args, out, gi=gi):
+            # a zero probe added to the output: its gradient is delta, and the graph
+            # stays whole, so a layer called twice also gets the path through its
+            # second call (a detached leaf would cut it)
+            probe = torch.zeros_like(out, requires_grad=True)
+            taps.append((gi, args[0].detach(), probe))
+            return out + probe
+        handles.append(mod.register_forward_hook(hook))
+    per_batch: list[list[torch.Tensor]] = [[] for _ in group]
+    try:
+        for batch in batches:
+            taps.clear()
+            with torch.enable_grad():
+                loss = loss_fn(model, _move(batch, device))
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise TypeError("gradient_block: expected loss_fn(model, batch) to return a "
+                                    f"scalar loss tensor, got {describe(loss)}")
+                seen = {gi for gi, _, _ in taps}
+                missing = [group[gi][0] for gi in range(len(group)) if gi not in seen]
+                if missing:
+                    raise ValueError(f"gradient_block: layers {missing[:3]} did not run in "
+                                     "loss_fn(model, batch), so they have no output gradients")
+                probes = [probe for _, _, probe in taps]
+                deltas = torch.autograd.grad(loss.reshape(()), probes, allow_unused=True)
+            acc: dict[int, torch.Tensor] = {}
+            for (gi, x, probe), delta in zip(taps, deltas, strict=True):
+                if delta is None:
+                    delta = torch.zeros_like(probe)
+                b = x.shape[0]
+                xs = x.reshape(b, -1, x.shape[-1]).to(torch.float64)
+                ds = delta.reshape(b, -1, delta.shape[-1]).to(torch.float64)
+                g = torch.einsum("bto,bti->boi", ds, xs)  # a layer called twice: summed
+                acc[gi] = acc[gi] + g if gi in acc else g
+            for gi in range(len(group)):
+                per_batch[gi].append(acc[gi])
+    finally:
+        for h in handles:
+            h.remove()
+        taps.clear()
+    out = []
+    for gi, (name, _) in enumerate(group):
+        g = torch.cat(per_batch[gi]).cpu().numpy()
+        if not np.isfinite(g).all():
+            raise ValueError(f"gradient_block: the loss gradients at layer {name!r} are not "
+                             "finite (NaN or Inf)")
+        out.append(g)
+    return out
+
+
 def _write(mod: nn.Module, W: np.ndarray, mask: np.ndarray) -> None:
     weight = mod.weight
     if _is_conv1d(mod):
@@ -265,6 +338,8 @@ def prune_layerwise(
     solver_options: Mapping[str, Any] | None = None,
     callback: Callable[[LayerRecord], None] | None = None,
     solver: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
+    gradient_block: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+    gradient_weight: float = 1.0,
 ) -> LayerwiseReport:
     """Prune every selected layer of ``model`` to reconstruct its calibration outputs.
 
@@ -285,6 +360,17 @@ def prune_layerwise(
     solver : replaces ``method``: ``solver(H, W_bar, budget, damping) -> (W, mask)``
         on float64 numpy arrays (how the benchmarks run SparseGPT and Wanda
         through the same capture); its budget is checked.
+    gradient_block : None/False (default: reconstruction only), or
+        ``loss_fn(model, batch) -> scalar loss tensor``: each layer is then
+        pruned on reconstruction plus its row-wise Fisher block from the
+        per-sample gradients of that loss (module docstring), e.g. for a causal
+        LM ``lambda m, b: m(**b, labels=b["input_ids"]).loss``. The gradient
+        of a batch mean weighs each sample by 1/batch size, so use equal
+        batches (or return a sum). Costs one forward and backward per batch
+        and layer group, n x d_out x d_in floats of gradients per layer and
+        d_out x d_in^2 for its per-row Hessians.
+    gradient_weight : the gradient block's weight relative to the trace-matched
+        scale (1: the blocks summed over rows carry the trace of ``H``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {describe(model)}")
@@ -294,6 +380,15 @@ def prune_layerwise(
     if scope not in ("layer", "row"):
         raise ValueError(f"scope: expected 'layer' or 'row', got {describe(scope)}")
     budget_from_sparsity((1, 8), sparsity, pattern, scope)  # validates sparsity/pattern early
+    if gradient_block is False:
+        gradient_block = None
+    if gradient_block is not None and not callable(gradient_block):
+        raise TypeError("gradient_block: expected None/False or a callable loss_fn(model, batch) "
+                        f"-> scalar loss tensor, got {describe(gradient_block)}")
+    if gradient_block is not None and solver is not None:
+        raise ValueError("gradient_block: a custom solver= receives H only; expected "
+                         f"gradient_block=None with solver=, got {describe(gradient_block)}")
+    gradient_weight = check_nonnegative(gradient_weight, "gradient_weight")
     opts = dict(solver_options or {})
     batches = _batches(data)
     device = torch.device(device) if device is not None else None
@@ -314,10 +409,13 @@ def prune_layerwise(
             t0 = time.perf_counter()
             with torch.no_grad():
                 Hs = _capture(model, group, batches, device, calls)
+            grads: list[Any] = [None] * len(group)
+            if gradient_block is not None:
+                grads = _capture_gradients(model, group, batches, device, gradient_block)
             t_cap = (time.perf_counter() - t0) / len(group)
-            for (name, mod), Ht in zip(group, Hs, strict=True):
+            for (name, mod), Ht, gr in zip(group, Hs, grads, strict=True):
                 rec = _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts,
-                                 solver)
+                                 solver, gr, gradient_weight)
                 rec.capture_seconds = t_cap
                 report.layers.append(rec)
                 bar(rec)
@@ -332,7 +430,8 @@ def prune_layerwise(
     return report
 
 
-def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts, solver):
+def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts, solver,
+               grads=None, gradient_weight=1.0):
     H = Ht.cpu().numpy()
     W_bar = mod.weight.detach().to(torch.float64).cpu().numpy()
     if _is_conv1d(mod):
@@ -342,8 +441,16 @@ def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts, s
         damp = damping * float(np.mean(np.diag(H)))
         magn = solve_layer(H, W_bar, budget, damping=damp, method="magnitude")
         if solver is None:
-            sol = solve_layer(H, W_bar, budget, damping=damp, method=method, **opts)
-            W, mask, secs, err = sol.W, sol.mask, sol.seconds, sol.error
+            if grads is None:
+                sol = solve_layer(H, W_bar, budget, damping=damp, method=method, **opts)
+                secs, gamma = sol.seconds, 0.0
+            else:
+                # timed here: building the per-row Hessians is part of the solve
+                t0 = time.perf_counter()
+                prob = LayerProblem(H, W_bar, budget, damp, grads, gradient_weight)
+                sol = solve_layer(prob, method=method, **opts)
+                secs, gamma = time.perf_counter() - t0, prob.gamma
+            W, mask, err = sol.W, sol.mask, sol.error
         else:
             t0 = time.perf_counter()
             W, mask = solver(H, W_bar, budget, damp)
@@ -354,6 +461,7 @@ def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts, s
                                  f"the budget {budget}, got {describe(W)} with "
                                  f"{int(mask.sum())} kept")
             W = np.where(mask, W, 0.0)
+            gamma = 0.0
             D = W - W_bar
             err = 0.5 * float(np.einsum("ij,ij->", D @ H, D))
     except Exception as exc:
@@ -364,7 +472,7 @@ def _prune_one(name, mod, Ht, sparsity, pattern, scope, method, damping, opts, s
     return LayerRecord(
         name=name, shape=W_bar.shape, budget=str(budget), kept=int(mask.sum()),
         error_magnitude=magn.error, error=err, dense_energy=dense, damping=damp,
-        solve_seconds=secs, capture_seconds=0.0,
+        solve_seconds=secs, capture_seconds=0.0, gradient_scale=gamma,
     )
 
 

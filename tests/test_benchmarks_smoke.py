@@ -214,3 +214,16 @@ def test_regression_peers_smoke_without_peers():
     assert "skipping abess" in out and "skipping skglm" in out and "skipping mip" in out
     assert "chita / abess" not in out
     assert any(r["method"] == "chita" for t in tables(out) for r in t)
+
+
+def test_layer_backend_smoke_times_both_paths_and_they_agree():
+    """benchmarks/layer_backend.py: numpy vs torch-cpu solve_layer on tiny layers."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    rows = tables(run_script("layer_backend.py"))[-1]
+    assert [r["layer"] for r in rows] == ["32x16", "16x32"]
+    for r in rows:
+        assert r["device"] == "cpu" and r["same mask"] == "yes"
+        assert float(r["numpy s"]) > 0 and float(r["torch s"]) > 0
+        assert float(r["torch/numpy"]) == pytest.approx(float(r["torch s"]) / float(r["numpy s"]),
+                                                       rel=0.01)

@@ -9,7 +9,7 @@ HEAVY = ("torch", "jax", "jaxlib", "cvxpy", "pyscipopt", "flax", "dask", "matplo
 def test_import_does_not_load_frameworks():
     code = (
         "import sys, chita_opt, chita_opt.cli\n"
-        "import chita_opt.solvers, chita_opt.problem, chita_opt.result\n"
+        "import chita_opt.solvers, chita_opt.problem, chita_opt.result, chita_opt.layerwise\n"
         f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

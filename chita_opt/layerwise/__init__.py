@@ -4,7 +4,8 @@
     sol = solve_layer(H, W_bar, Budget.nm(2, 4), damping=1e-2 * np.diag(H).mean())
 
 See :mod:`chita_opt.layerwise.problem` for the problem and budgets and
-:mod:`chita_opt.layerwise.solve` for the algorithms. Numpy only (no torch).
+:mod:`chita_opt.layerwise.solve` for the algorithms. Numpy only: torch is
+imported only for the optional ``solve_layer(..., device=...)`` (:mod:`._linalg`).
 """
 
 from .problem import Budget, LayerProblem, budget_from_sparsity

@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotri, dpotrs, dtrtrs
 
-__all__ = ["inverse_stack", "padded_blocks", "refit_rows"]
+from ._linalg import _NUMPY
+
+__all__ = ["padded_blocks", "refit_rows"]
 
 _CHUNK_BYTES = 64 * 2**20
 
@@ -64,39 +65,14 @@ def padded_blocks(
         start = stop
 
 
-def inverse_stack(Hss: np.ndarray) -> np.ndarray:
-    """Inverses of a stack of SPD blocks (Cholesky + potri: a third of an LU inverse's flops)."""
-    inv = np.empty_like(Hss)
-    for b in range(Hss.shape[0]):
-        c, info = dpotrf(Hss[b], lower=False, clean=True)
-        if info == 0:
-            m, info = dpotri(c, lower=False)
-        if info != 0:  # not positive definite (damping 0, N < d_in): minimum-norm inverse
-            inv[b] = np.linalg.pinv(Hss[b], hermitian=True)
-            continue
-        # potri fills the upper triangle; the lower one is zero (clean=True)
-        np.add(m, m.T, out=inv[b])
-        inv[b].flat[:: m.shape[0] + 1] *= 0.5
-    return inv
-
-
-def _solve(Hss: np.ndarray, rhs: np.ndarray, want_inv: bool):
-    # one LAPACK Cholesky per row: the loop costs microseconds per row, the
-    # batched LU of np.linalg three times the flops of potrf/potrs
+def _solve(Hss: np.ndarray, rhs: np.ndarray, want_inv: bool, la):
     if want_inv:
-        inv = inverse_stack(Hss)
+        inv = la.spd_inverse(Hss)
         return (inv @ rhs[..., None])[..., 0], inv
-    out = np.empty_like(rhs)
-    for b in range(Hss.shape[0]):
-        c, info = dpotrf(Hss[b], lower=False, clean=False)
-        if info == 0:
-            out[b] = dpotrs(c, rhs[b], lower=False)[0]
-        else:
-            out[b] = np.linalg.pinv(Hss[b], hermitian=True) @ rhs[b]
-    return out, None
+    return la.spd_solve(Hss, rhs), None
 
 
-def _refit_pruned_form(Hinv, W_bar, mask, rows, W, inv_diag):
+def _refit_pruned_form(Hinv, W_bar, mask, rows, W, inv_diag, la):
     """The same refit through the pruned set D, cheaper when |D| < |S|.
 
     With ``Hinv = Hd^{-1}`` and ``Hinv_DD = c^T c`` (Cholesky),
@@ -111,17 +87,10 @@ def _refit_pruned_form(Hinv, W_bar, mask, rows, W, inv_diag):
     for pos, idx, valid, Hdd in padded_blocks(Hinv, ~mask, rows):
         r = rows[pos]
         wd = np.where(valid, np.take_along_axis(np.pad(W_bar[r], ((0, 0), (0, 1))), idx, 1), 0.0)
-        for b in range(pos.size):
-            c, info = dpotrf(Hdd[b], lower=False, clean=True)
-            if info != 0:
-                raise np.linalg.LinAlgError("Hinv_DD is not positive definite")
-            B = Hix[idx[b]]  # (|D|, d_in): rows Hinv_{D,:}, zero on padding
-            y = dpotrs(c, wd[b], lower=False)[0]
-            W[r[b]] = W_bar[r[b]] - y @ B
-            W[r[b], ~mask[r[b]]] = 0.0
-            if inv_diag is not None:
-                Z = dtrtrs(c, B, lower=False, trans=1)[0]  # c^T Z = B
-                inv_diag[r[b]] = np.where(mask[r[b]], hdiag - np.einsum("ij,ij->j", Z, Z), np.inf)
+        Y, quad = la.pruned_solve(Hdd, wd, Hix, idx, inv_diag is not None)
+        W[r] = np.where(mask[r], W_bar[r] - Y, 0.0)
+        if inv_diag is not None:
+            inv_diag[r] = np.where(mask[r], hdiag - quad, np.inf)
     if inv_diag is not None:
         np.maximum(inv_diag, 1e-300, out=inv_diag)
 
@@ -135,6 +104,7 @@ def refit_rows(
     W_out: np.ndarray | None = None,
     want_inv_diag: bool = False,
     Hinv: np.ndarray | None = None,
+    la=_NUMPY,
 ):
     """Exact refit of ``rows`` (all by default) on the supports in ``mask``.
 
@@ -142,7 +112,8 @@ def refit_rows(
     when given, else a new zero matrix) and ``inv_diag`` (same shape as ``W``,
     only when asked) holds ``[Hd_SS^{-1}]_ii`` on each support (inf elsewhere),
     from which the exact cost of removing weight i with a refit is
-    ``w_i^2 / (2 inv_diag_i)``.
+    ``w_i^2 / (2 inv_diag_i)``. ``la`` supplies the batched Cholesky solves
+    and inverses (:func:`._linalg.linalg_for`; numpy/LAPACK by default).
     """
     d_out, d_in = W_bar.shape
     W = np.zeros_like(W_bar) if W_out is None else W_out
@@ -154,7 +125,7 @@ def refit_rows(
     if Hinv is not None and 2 * n_kept > rows.size * d_in:
         # most rows prune fewer weights than they keep: work in the pruned set
         try:
-            _refit_pruned_form(Hinv, W_bar, mask, rows, W, inv_diag)
+            _refit_pruned_form(Hinv, W_bar, mask, rows, W, inv_diag, la)
             return W, inv_diag
         except np.linalg.LinAlgError:
             pass  # ill-conditioned Hinv (damping 0): the kept-set form below
@@ -165,7 +136,7 @@ def refit_rows(
     Wbx[:, :d_in] = W_bar[rows]
     for pos, idx, valid, Hss in padded_blocks(Hd, mask, rows, 3 if want_inv_diag else 1):
         rhs = np.take_along_axis(U[pos], idx, axis=1)
-        z, inv = _solve(Hss, rhs, want_inv_diag)
+        z, inv = _solve(Hss, rhs, want_inv_diag, la)
         vals = np.where(valid, np.take_along_axis(Wbx[pos], idx, axis=1) + z, 0.0)
         block = np.zeros((pos.size, d_in + 1))
         np.put_along_axis(block, idx, vals, axis=1)

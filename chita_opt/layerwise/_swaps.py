@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._refit import inverse_stack, padded_blocks
+from ._linalg import _NUMPY
+from ._refit import padded_blocks
 
 __all__ = ["cheap_moves", "exact_moves"]
 
@@ -86,7 +87,8 @@ def cheap_moves(Hd, W, G, mask, q, m=None):
     return deltas, best_i, best_j, drop[rows, d_i], d_i, add[rows, a_j], a_j
 
 
-def exact_moves(Hd, W, G, mask, q, m=None):
+def exact_moves(Hd, W, G, mask, q, m=None, la=_NUMPY):
+    # la: the inverses and batched products (._linalg); the scoring stays here
     d_out, d_in = W.shape
     hdiag = np.diag(Hd)
     # N:M pairs must share a group, so a few global candidates would rarely
@@ -104,7 +106,7 @@ def exact_moves(Hd, W, G, mask, q, m=None):
     s_max = max(int(mask.sum(axis=1).max()), 1)
     for pos, idx, valid, Hss in padded_blocks(Hd, mask, rows, 2 + 4 * max(1, q // s_max)):
         n = pos.size
-        M = inverse_stack(Hss)
+        M = la.spd_inverse(Hss)
         Mii = np.maximum(np.einsum("bii->bi", M), 1e-300)
         w = np.take_along_axis(Wx[pos], idx, axis=1)
         drop = np.where(valid, w * w / (2.0 * Mii), np.inf)
@@ -112,7 +114,7 @@ def exact_moves(Hd, W, G, mask, q, m=None):
         j_ok = ~np.take_along_axis(mask[pos], J, axis=1)
         Gj = np.take_along_axis(G[pos], J, axis=1)
         HJS = Hx[J[:, :, None], idx[:, None, :]]  # (n, q, s); zero on padding
-        P = HJS @ M
+        P = la.matmul(HJS, M)
         c = np.maximum(hdiag[J] - np.einsum("bjs,bjs->bj", P, HJS), 1e-12 * hdiag[J])
         gain = np.where(j_ok, Gj * Gj / (2.0 * c), -np.inf)
         ratio = P / Mii[:, None, :]  # P_ji / M_ii

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_nonnegative, describe
-from ._refit import inverse_stack, refit_rows
+from ._linalg import _NUMPY, linalg_for
+from ._refit import refit_rows
 from ._swaps import cheap_moves, exact_moves
 from .problem import Budget, LayerProblem
 
@@ -82,37 +83,30 @@ def _intermediate_budgets(budget: Budget, shape: tuple[int, int], rounds: int) -
     return [Budget(budget.kind, k=k) for k in sorted(set(ks), reverse=True)]
 
 
-def _inverse(Hd: np.ndarray) -> np.ndarray:
-    try:
-        L = np.linalg.cholesky(Hd)
-        Linv = np.linalg.solve(L, np.eye(Hd.shape[0]))
-        return Linv.T @ Linv
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(Hd, hermitian=True)
-
-
-def _refit(prob: LayerProblem, mask, rows=None, *, W_out=None, want_inv_diag=False, Hinv=None):
+def _refit(prob: LayerProblem, mask, rows=None, *, W_out=None, want_inv_diag=False, Hinv=None,
+           la=_NUMPY):
     """:func:`refit_rows` in the problem's Hessian(s); ``Hinv`` per row when ``Hd_rows`` is set."""
     if prob.Hd_rows is None:
         return refit_rows(prob.Hd, prob.W_bar, mask, rows, W_out=W_out,
-                          want_inv_diag=want_inv_diag, Hinv=Hinv)
+                          want_inv_diag=want_inv_diag, Hinv=Hinv, la=la)
     d_out = prob.W_bar.shape[0]
     W = np.zeros_like(prob.W_bar) if W_out is None else W_out
     inv_diag = np.full(W.shape, np.inf) if want_inv_diag else None
     for r in range(d_out) if rows is None else rows:
         Wr, dr = refit_rows(prob.Hd_rows[r], prob.W_bar[r : r + 1], mask[r : r + 1],
-                            want_inv_diag=want_inv_diag, Hinv=None if Hinv is None else Hinv[r])
+                            want_inv_diag=want_inv_diag, Hinv=None if Hinv is None else Hinv[r],
+                            la=la)
         W[r] = Wr[0]
         if want_inv_diag:
             inv_diag[r] = dr[0]
     return W, inv_diag
 
 
-def _hinv(prob: LayerProblem) -> np.ndarray:
+def _hinv(prob: LayerProblem, la) -> np.ndarray:
     """``Hd^{-1}`` (d_in x d_in), or the stack of the rows' ``Hd_r^{-1}``."""
     if prob.Hd_rows is None:
-        return _inverse(prob.Hd)
-    return inverse_stack(prob.Hd_rows)
+        return la.inverse(prob.Hd)
+    return la.spd_inverse(prob.Hd_rows)
 
 
 def _inv_diag_rows(Hinv: np.ndarray, d_out: int) -> np.ndarray:
@@ -121,9 +115,11 @@ def _inv_diag_rows(Hinv: np.ndarray, d_out: int) -> np.ndarray:
     return np.broadcast_to(np.maximum(diag, 1e-300), (d_out, diag.shape[1])).copy()
 
 
-def _moves(prob: LayerProblem, W, G, mask, q, nm, exact):
+def _moves(prob: LayerProblem, W, G, mask, q, nm, exact, la):
     """Exchange scores of every row, in the shared Hessian or row by row in ``Hd_rows``."""
-    moves = exact_moves if exact else cheap_moves
+    # cheap moves are elementwise scoring, no factorisation: numpy either way
+    def moves(*args):
+        return exact_moves(*args, la=la) if exact else cheap_moves(*args)
     if prob.Hd_rows is None:
         return moves(prob.Hd, W, G, mask, q, nm)
     per_row = [moves(prob.Hd_rows[r], W[r : r + 1], G[r : r + 1], mask[r : r + 1], q, nm)
@@ -137,7 +133,7 @@ def _obs_scores(W: np.ndarray, inv_diag: np.ndarray, mask: np.ndarray) -> np.nda
     return scores
 
 
-def _iht(prob: LayerProblem, W: np.ndarray, mask: np.ndarray, iters: int):
+def _iht(prob: LayerProblem, W: np.ndarray, mask: np.ndarray, iters: int, la):
     # one step size for all rows: the largest curvature of any row's Hessian
     L = float(np.linalg.eigvalsh(prob.Hd if prob.Hd_rows is None else prob.Hd_rows).max())
     best_f, best_mask = prob.objective(W), mask
@@ -145,14 +141,15 @@ def _iht(prob: LayerProblem, W: np.ndarray, mask: np.ndarray, iters: int):
         V = W - prob.gradient(W) / L
         mask = prob.budget.project(V * V)
         W = np.where(mask, V, 0.0)
-    W_new, _ = _refit(prob, mask)
+    W_new, _ = _refit(prob, mask, la=la)
     f_new = prob.objective(W_new)
     if f_new < best_f:
         return W_new, mask, True
     return None, best_mask, False
 
 
-def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: int, exact: bool):
+def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: int, exact: bool,
+                 la):
     """Exchange local search; returns (W, mask, rounds used, rows changed)."""
     d_out = W.shape[0]
     nm = prob.budget.m if prob.budget.kind == "nm" else None
@@ -162,7 +159,7 @@ def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: in
         G = prob.gradient(W)
         f_now = prob.objective(W)
         scale = tol * max(f_now, 1e-300) / d_out
-        delta, bi, bj, d_val, d_i, a_val, a_j = _moves(prob, W, G, mask, q, nm, exact)
+        delta, bi, bj, d_val, d_i, a_val, a_j = _moves(prob, W, G, mask, q, nm, exact, la)
         new_mask = mask.copy()
         changed = np.zeros(d_out, dtype=bool)
         for r in np.flatnonzero(delta < -scale):
@@ -190,7 +187,7 @@ def _swap_search(prob: LayerProblem, W, mask, max_rounds: int, tol: float, q: in
             break
         ch = np.flatnonzero(changed)
         W_try = W.copy()
-        _refit(prob, new_mask, ch, W_out=W_try)
+        _refit(prob, new_mask, ch, W_out=W_try, la=la)
         # each move is a descent step; stop if rounding says otherwise
         if prob.objective(W_try) >= f_now:
             break
@@ -214,6 +211,7 @@ def solve_layer(
     tol: float = 1e-9,
     gradients: Any = None,
     gradient_weight: float = 1.0,
+    device: Any = None,
 ) -> LayerSolution:
     """Prune one layer: ``solve_layer(H, W_bar, Budget.layer(k), damping=...)``.
 
@@ -229,7 +227,10 @@ def solve_layer(
     (n x d_out x d_in per-sample gradients of ``W_bar``) adds each row's
     gradient block with relative weight ``gradient_weight`` (see
     :class:`LayerProblem`); ``LayerSolution.objective`` then includes it,
-    ``row_errors`` stay the reconstruction errors.
+    ``row_errors`` stay the reconstruction errors. ``device`` (None: numpy and
+    LAPACK) runs the batched Cholesky solves, inverses and exchange products
+    with ``torch.linalg`` in float64 on that torch device (``"cpu"``,
+    ``"cuda"``); inputs and results stay numpy (see :mod:`._linalg`).
     """
     if isinstance(H, LayerProblem):
         prob = H
@@ -248,6 +249,7 @@ def solve_layer(
     if rounds < 1:
         raise ValueError(f"rounds: expected an integer >= 1, got {rounds}")
     check_nonnegative(tol, "tol")
+    la = linalg_for(device)
     t0 = time.perf_counter()
     Wb, Hd, bud = prob.W_bar, prob.Hd, prob.budget
     hist: dict[str, float] = {}
@@ -256,7 +258,7 @@ def solve_layer(
         W = np.where(mask, Wb, 0.0)
     elif method in ("backsolve", "iht"):
         if prob.Hd_rows is not None:
-            hinv_diag = _inv_diag_rows(inverse_stack(prob.Hd_rows), Wb.shape[0])
+            hinv_diag = _inv_diag_rows(la.spd_inverse(prob.Hd_rows), Wb.shape[0])
         else:
             try:
                 hinv_diag = np.diag(np.linalg.inv(Hd))
@@ -265,32 +267,33 @@ def solve_layer(
             hinv_diag = hinv_diag[None, :]
         # a zero diagonal (singular Hd, damping 0) would make a removal look free
         mask = bud.project(Wb * Wb / np.maximum(hinv_diag, 1e-300))
-        W, _ = _refit(prob, mask)
+        W, _ = _refit(prob, mask, la=la)
         hist["backsolve"] = prob.objective(W)
         if method == "iht":
-            W_new, mask_new, better = _iht(prob, W, mask, iht_iters or 50)
+            W_new, mask_new, better = _iht(prob, W, mask, iht_iters or 50, la)
             if better:
                 W, mask = W_new, mask_new
             hist["iht"] = prob.objective(W)
     else:
         mask = np.ones(Wb.shape, dtype=bool)
-        Hinv = _hinv(prob)
+        Hinv = _hinv(prob, la)
         W, inv_diag = Wb.copy(), _inv_diag_rows(Hinv, Wb.shape[0])
         steps = _intermediate_budgets(bud, Wb.shape, rounds)
         for t, step in enumerate(steps):
             mask = step.project(_obs_scores(W, inv_diag, mask))
             # the removal costs are needed only for the next step
-            W, inv_diag = _refit(prob, mask, want_inv_diag=t + 1 < len(steps), Hinv=Hinv)
+            W, inv_diag = _refit(prob, mask, want_inv_diag=t + 1 < len(steps), Hinv=Hinv,
+                                 la=la)
         hist["gradual_obs"] = prob.objective(W)
         if iht_iters:
-            W_new, mask_new, better = _iht(prob, W, mask, iht_iters)
+            W_new, mask_new, better = _iht(prob, W, mask, iht_iters, la)
             if better:
                 W, mask = W_new, mask_new
             hist["iht"] = prob.objective(W)
         for exact, n_rounds in ((False, swap_rounds), (True, exact_rounds)):
             if n_rounds:
                 W, mask, used, n_sw = _swap_search(
-                    prob, W, mask, n_rounds, tol, swap_candidates, exact
+                    prob, W, mask, n_rounds, tol, swap_candidates, exact, la
                 )
                 tag = "exact_swaps" if exact else "swaps"
                 hist[tag] = prob.objective(W)

@@ -48,6 +48,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..._validation import check_nonnegative, describe
 from ...layerwise import LAYER_METHODS, LayerProblem, budget_from_sparsity, solve_layer
+from ...layerwise._linalg import linalg_for
 from ._state import Snapshot
 
 __all__ = ["LayerRecord", "LayerwiseReport", "prune_layerwise"]
@@ -355,7 +356,10 @@ def prune_layerwise(
     layers : None (every Linear/Conv1D but ``lm_head`` and tied weights), a list of
         module names, or a predicate ``(name, module) -> bool``.
     device : where batches are moved before the forward (default: left as given).
-    solver_options : extra keyword arguments of :func:`~chita_opt.layerwise.solve_layer`.
+    solver_options : extra keyword arguments of :func:`~chita_opt.layerwise.solve_layer`;
+        ``{"device": "cuda"}`` runs its batched Cholesky solves and inverses with
+        torch on that device (default: numpy/LAPACK on the CPU, whatever
+        ``device`` the batches go to: the two are independent).
     callback : called with each layer's :class:`LayerRecord` once it is pruned.
     solver : replaces ``method``: ``solver(H, W_bar, budget, damping) -> (W, mask)``
         on float64 numpy arrays (how the benchmarks run SparseGPT and Wanda
@@ -390,6 +394,8 @@ def prune_layerwise(
                          f"gradient_block=None with solver=, got {describe(gradient_block)}")
     gradient_weight = check_nonnegative(gradient_weight, "gradient_weight")
     opts = dict(solver_options or {})
+    # a bad solver device fails here, not after the first layer's capture
+    linalg_for(opts.get("device"))
     batches = _batches(data)
     device = torch.device(device) if device is not None else None
     chosen = _select(model, layers)

@@ -119,7 +119,7 @@ def _choose(
     """Held-out choice of the damping (``damping="auto"``) and of the first-order term.
 
     The rule measured on the model zoo (:mod:`chita_opt.pruning.damping`,
-    docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{-1,-4,-7}`` and
+    docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{+1,-3,-7}`` and
     magnitude pruning (infinite damping), each solved with the stage's method
     from the largest damping down, each from the method's own starting point;
     the lowest held-out (error, loss) wins, ties to the larger damping.

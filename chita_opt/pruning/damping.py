@@ -40,8 +40,9 @@ rows, ``benchmarks/zoo_defaults.py``; test digits never used for any choice):
 mean test accuracy 85.3% against 75.0% for magnitude pruning (the hindsight
 best fixed damping of each row, with stale BatchNorm statistics, averaged
 84.6%, the old fixed default 1e-3 76.9%); never below magnitude pruning; a
-median 2.7x the CPU time of a prune at the damping it chose. The held-out fraction (10 / 20 / 30%) made no
-difference beyond noise; the first-order term never helped with this choice.
+median 2.7x the CPU time of a prune at the damping it chose. The held-out
+fraction (10 / 20 / 30%) made no difference beyond noise; the first-order
+term never helped with this choice.
 
 Why relative to ``lambda_0``: the package's ``damping`` is added to the
 empirical Fisher ``G^T G / n`` (``l2 = n * damping`` in

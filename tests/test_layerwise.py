@@ -124,19 +124,23 @@ def test_every_method_is_feasible_and_never_beats_the_oracle(prob):
     assert chita.history.get("swaps", chita.objective) <= chita.history["gradual_obs"] + 1e-9
 
 
+def tiny_layer_budget(rng, seed):
+    """``(d_out, d_in, budget)`` of a tiny layer; the budget kind cycles with ``seed``."""
+    d_out, d_in = 2, int(rng.integers(4, 7))
+    kind = ["row", "layer", "nm"][seed % 3]
+    if kind == "nm":
+        return d_out, 8, Budget.nm(2, 4)
+    if kind == "row":
+        return d_out, d_in, Budget.per_row(int(rng.integers(1, d_in)))
+    return d_out, d_in, Budget.layer(int(rng.integers(1, d_out * d_in)))
+
+
 def test_chita_reaches_the_oracle_on_most_tiny_layers():
     """Fixed batch of 150 tiny layers: share solved to optimality, and the worst gap."""
     gaps = []
     for seed in range(150):
         rng = np.random.default_rng(seed)
-        d_out, d_in = 2, int(rng.integers(4, 7))
-        kind = ["row", "layer", "nm"][seed % 3]
-        if kind == "nm":
-            d_in, bud = 8, Budget.nm(2, 4)
-        elif kind == "row":
-            bud = Budget.per_row(int(rng.integers(1, d_in)))
-        else:
-            bud = Budget.layer(int(rng.integers(1, d_out * d_in)))
+        d_out, d_in, bud = tiny_layer_budget(rng, seed)
         X = rng.standard_normal((3 * d_in, d_in)) @ (
             np.eye(d_in) + 0.5 * rng.standard_normal((d_in, d_in))
         )

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from chita_opt.layerwise import LAYER_METHODS, Budget, LayerProblem, solve_layer
 
-from .test_layerwise import _gap, oracle
+from .test_layerwise import _gap, oracle, tiny_layer_budget
 
 
 def _instance(rng, d_out, d_in, n=3, tokens=4, scale=1.0):
@@ -18,6 +18,12 @@ def _instance(rng, d_out, d_in, n=3, tokens=4, scale=1.0):
     delta = scale * rng.standard_normal((n, tokens, d_out))
     grads = np.einsum("nto,nti->noi", delta, X)
     return X, grads
+
+
+def _gram(X):
+    """``H = X^T X`` over every token of every sample."""
+    tokens = X.reshape(-1, X.shape[-1])
+    return tokens.T @ tokens
 
 
 def _stacked_A(X, grads, gamma, r):
@@ -76,8 +82,7 @@ def graded_layers(draw):
                          tokens=draw(st.integers(1, 3)))
     if draw(st.booleans()):
         grads[:, 0] = 0.0  # a row without gradient signal
-    Xt = X.reshape(-1, d_in)
-    H = Xt.T @ Xt
+    H = _gram(X)
     weight = draw(st.sampled_from([0.1, 1.0, 10.0]))
     damping = draw(st.sampled_from([1e-3, 0.1])) * float(np.diag(H).mean())
     prob = LayerProblem(H, rng.standard_normal((d_out, d_in)), bud, damping, grads, weight)
@@ -107,17 +112,9 @@ def test_chita_with_a_gradient_block_reaches_the_oracle_on_most_tiny_layers():
     gaps = []
     for seed in range(60):
         rng = np.random.default_rng(seed)
-        d_out, d_in = 2, int(rng.integers(4, 7))
-        kind = ["row", "layer", "nm"][seed % 3]
-        if kind == "nm":
-            d_in, bud = 8, Budget.nm(2, 4)
-        elif kind == "row":
-            bud = Budget.per_row(int(rng.integers(1, d_in)))
-        else:
-            bud = Budget.layer(int(rng.integers(1, d_out * d_in)))
+        d_out, d_in, bud = tiny_layer_budget(rng, seed)
         X, grads = _instance(rng, d_out, d_in, n=4, tokens=3 * d_in)
-        Xt = X.reshape(-1, d_in)
-        H = Xt.T @ Xt
+        H = _gram(X)
         prob = LayerProblem(H, rng.standard_normal((d_out, d_in)), bud,
                             1e-2 * np.diag(H).mean(), grads)
         hess = [prob.Hd_rows[r] for r in range(d_out)]
@@ -136,8 +133,7 @@ def test_zero_gradient_weight_reproduces_the_shared_hessian_path(budget, method)
     rng = np.random.default_rng(1)
     d_out, d_in = 8, 12
     X, grads = _instance(rng, d_out, d_in, n=6, tokens=10)
-    Xt = X.reshape(-1, d_in)
-    H = Xt.T @ Xt
+    H = _gram(X)
     Wb = rng.standard_normal((d_out, d_in))
     kw = dict(damping=0.01 * np.diag(H).mean(), method=method, iht_iters=10)
     shared = solve_layer(H, Wb, budget, **kw)
@@ -152,8 +148,7 @@ def test_gradient_block_trades_reconstruction_for_the_fisher_term():
     rng = np.random.default_rng(2)
     d_out, d_in = 16, 24
     X, grads = _instance(rng, d_out, d_in, n=8, tokens=40)
-    Xt = X.reshape(-1, d_in)
-    H = Xt.T @ Xt
+    H = _gram(X)
     Wb = rng.standard_normal((d_out, d_in))
     bud = Budget.layer(d_out * d_in // 2)
     plain = solve_layer(H, Wb, bud, damping=0.01 * np.diag(H).mean())

@@ -216,29 +216,27 @@ def main(argv=None) -> int:
               "(each on its own pruned upstream)")
         print_table(["setting", "layers", "SparseGPT mean rel. err", "chita mean rel. err"], rows2)
         same_input_comparison(model, calib, settings, args.damping, chita_opts)
+
+    def sweep(values: str, title: str, prune_at) -> None:
+        """Perplexity per setting for each value of a comma-separated list."""
+        rows = []
+        for setting in settings:
+            row = [setting]
+            for value in values.split(","):
+                pruned = copy.deepcopy(model)
+                prune_at(pruned, setting, float(value))
+                row.append(perplexity(pruned, held, cfg.context))
+            rows.append(row)
+        print(f"## {title} (measured on the held-out text itself)")
+        print_table(["setting", *values.split(",")], rows)
+
     if args.damping_sweep:
-        rows3 = []
-        for setting in settings:
-            row = [setting]
-            for damp in args.damping_sweep.split(","):
-                pruned = copy.deepcopy(model)
-                _prune(pruned, calib, setting, "chita", float(damp), chita_opts)
-                row.append(perplexity(pruned, held, cfg.context))
-            rows3.append(row)
-        print("## chita perplexity by relative damping (measured on the held-out text itself)")
-        print_table(["setting", *args.damping_sweep.split(",")], rows3)
+        sweep(args.damping_sweep, "chita perplexity by relative damping",
+              lambda m, setting, d: _prune(m, calib, setting, "chita", d, chita_opts))
     if args.gradient_weight_sweep:
-        rows4 = []
-        for setting in settings:
-            row = [setting]
-            for gw in args.gradient_weight_sweep.split(","):
-                pruned = copy.deepcopy(model)
-                _prune(pruned, calib, setting, "chita+grad", args.damping, chita_opts, float(gw),
-                       args.gradient_loss)
-                row.append(perplexity(pruned, held, cfg.context))
-            rows4.append(row)
-        print("## chita+grad perplexity by gradient weight (measured on the held-out text itself)")
-        print_table(["setting", *args.gradient_weight_sweep.split(",")], rows4)
+        sweep(args.gradient_weight_sweep, "chita+grad perplexity by gradient weight",
+              lambda m, setting, gw: _prune(m, calib, setting, "chita+grad", args.damping,
+                                            chita_opts, gw, args.gradient_loss))
     if args.per_layer:
         names = [n for n, _ in _default_layers(model)]
         for setting in settings:

@@ -7,13 +7,19 @@ import math
 import numpy as np
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chita_opt.pruning.damping import (
     DECADES,
     N_POINTS,
+    REFINE_MIN_ERROR_SPREAD,
+    REFINE_STEPS,
     TOP,
     DampingChoice,
     choose_damping,
     damping_grid,
+    errors_differ,
     fisher_scale,
     split_held_out,
 )
@@ -214,3 +220,115 @@ def test_infinite_candidate_stands_for_magnitude_pruning():
     assert math.isinf(choice.damping)
     # inf is tried first; the finite chain does not start from the magnitude point
     assert calls == [(math.inf, None), (1e-1, None), (1e-2, {"d": 1e-1})]
+
+
+# ------------------------------------------------------------ the refinement
+def _valley(best_exp, magnitude=3.0):
+    """A held-out score with one valley at 10**best_exp (log-distance from it);
+    magnitude pruning (damping inf) scores ``magnitude``."""
+    def evaluate(d):
+        return magnitude if math.isinf(d) else abs(math.log10(d) - best_exp)
+    return evaluate
+
+
+def _identity(d, _):
+    return d
+
+
+GRID = [10.0, 1e-3, 1e-7, math.inf]
+
+
+@pytest.mark.parametrize(
+    ("best_exp", "magnitude", "refined", "chosen"),
+    [
+        # grid best 1e-3; its better neighbour is 10: midpoint 1e-1 wins; then
+        # toward 1e-3 (better than 10 now): 1e-2 does not
+        (-1.2, 3.0, [1e-1, 1e-2], 1e-1),
+        (-4.6, 3.0, [1e-5, 1e-4], 1e-5),
+        # the smallest candidate is best: the grid is extended downward by half its gap
+        (-8.4, 3.0, [1e-9, 1e-10], 1e-9),
+        # the largest finite one is best and magnitude beat 1e-3: mirrored upward
+        (1.7, 3.0, [1e3, 1e2], 1e2),
+        # ... and magnitude scored worst: toward 1e-3 instead
+        (0.4, 100.0, [1e-1, 1e0], 1e0),
+    ],
+)
+def test_refine_bisects_toward_the_better_neighbour(best_exp, magnitude, refined, chosen):
+    evaluate = _valley(best_exp, magnitude)
+    choice = choose_damping(GRID, _identity, evaluate, refine=2)
+    assert choice.refined == pytest.approx(refined, rel=1e-9)
+    assert choice.damping == pytest.approx(chosen, rel=1e-9)
+    assert choice.order[: len(GRID)] == sorted(GRID, reverse=True)
+    assert choice.order[len(GRID):] == choice.refined
+
+
+def test_refine_ties_keep_the_larger_damping():
+    # 10 and 1 are both 0.5 away from the valley: the refined 1 does not replace 10
+    choice = choose_damping(GRID, _identity, _valley(0.5, 100.0), refine=2)
+    assert choice.refined == pytest.approx([1e-1, 1e0])
+    assert choice.damping == 10.0
+
+
+def test_refine_stops_where_there_is_nothing_to_bisect():
+    # magnitude pruning chosen: no finite damping to refine
+    assert choose_damping(GRID, _identity, _valley(0.0, -1.0), refine=2).refined == []
+    # one finite candidate next to magnitude: no gap to halve
+    assert choose_damping([1e-3, math.inf], _identity, _valley(-4.0), refine=2).refined == []
+    # refine=0 (the default) tries the grid only
+    assert choose_damping(GRID, _identity, _valley(-4.6)).refined == []
+    with pytest.raises(ValueError, match="refine"):
+        choose_damping(GRID, _identity, _valley(-4.6), refine=-1)
+
+
+def test_refine_if_sees_the_grid_scores_and_can_veto():
+    seen = []
+
+    def refine_if(scores):
+        seen.append(scores)
+        return False
+
+    choice = choose_damping(GRID, _identity, lambda d: (0.1, _valley(-4.6)(d)), refine=2,
+                            refine_if=refine_if)
+    assert choice.refined == []
+    assert len(seen) == 1 and len(seen[0]) == 3 and all(len(sc) == 2 for sc in seen[0])
+
+
+def test_errors_differ():
+    spread = REFINE_MIN_ERROR_SPREAD
+    assert errors_differ([(0.10, 1.0), (0.10 + spread, 0.5)])
+    assert not errors_differ([(0.10, 1.0), (0.10 + spread / 2, 0.5), (0.10, 0.2)])
+    assert errors_differ([(1.0,), (1.0,)])  # loss-only scores: always refine
+    assert REFINE_STEPS >= 1
+
+
+def test_refined_points_warm_start_from_the_best_so_far():
+    starts = []
+
+    def prune_at(d, w0):
+        starts.append((d, w0))
+        return d
+
+    choose_damping(GRID, prune_at, _valley(-4.6), refine=2)
+    (d1, w1), (d2, w2) = starts[len(GRID):]
+    assert (d1, w1, d2, w2) == pytest.approx((1e-5, 1e-3, 1e-4, 1e-5), rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.0, 10.0), min_size=4, max_size=4),
+       st.lists(st.floats(0.0, 10.0), min_size=2, max_size=2), st.integers(0, 3))
+def test_refine_keeps_the_best_of_everything_tried(grid_scores, extra_scores, steps):
+    table = dict(zip(GRID, grid_scores, strict=True))
+    extra = iter(extra_scores + [5.0] * 3)
+
+    def evaluate(d):
+        if d not in table:
+            table[d] = next(extra)
+        return table[d]
+
+    choice = choose_damping(GRID, _identity, evaluate, refine=steps)
+    assert len(choice.refined) <= steps
+    assert len(set(choice.order)) == len(choice.order), "no damping solved twice"
+    best = min(table[d] for d in choice.order)
+    assert table[choice.damping] == best
+    # ties go to the larger damping
+    assert choice.damping == max(d for d in choice.order if table[d] == best)

@@ -89,12 +89,15 @@ __all__ = [
     "DECADES",
     "HELD_OUT_FRACTION",
     "N_POINTS",
+    "REFINE_MIN_ERROR_SPREAD",
+    "REFINE_STEPS",
     "STAGE_DAMPING",
     "TOP",
     "DampingChoice",
     "Score",
     "choose_damping",
     "damping_grid",
+    "errors_differ",
     "fisher_scale",
     "split_held_out",
 ]
@@ -107,6 +110,13 @@ N_POINTS = 3
 DECADES = 8.0
 #: Largest damping of the default grid, as ``log10(damping / lambda_0)``.
 TOP = 1.0
+#: Bisection steps after the grid (``choose_damping(refine=...)``): the grid's
+#: four-decade gaps become one decade around the choice (docs/benchmarks_zoo.md).
+REFINE_STEPS = 2
+#: Refine only when the grid's held-out error rates span at least this much
+#: (2 points; 4 samples of 200 held out): closer than that, the held-out
+#: samples cannot rank the midpoints either, and the steps would cost for nothing.
+REFINE_MIN_ERROR_SPREAD = 0.02
 #: Fraction of the gradient samples held out to score the candidates.
 HELD_OUT_FRACTION = 0.2
 #: ``damping="auto"`` in the stages before the last of CHITA++: this share of
@@ -237,13 +247,18 @@ class DampingChoice:
     losses : dict[float, float]
         Held-out loss of every candidate tried (NaN/Inf kept as they came).
     order : list[float]
-        The candidates in the order they were solved.
+        The candidates in the order they were solved (the grid from the
+        largest damping down, then the refinement points).
+    refined : list[float]
+        The dampings added by the refinement (``refine`` of
+        :func:`choose_damping`), in the order they were solved.
     """
 
     damping: float
     w: Any
     losses: dict[float, float] = field(default_factory=dict)
     order: list[float] = field(default_factory=list)
+    refined: list[float] = field(default_factory=list)
 
     def __str__(self) -> str:
         rows = "\n".join(
@@ -277,6 +292,8 @@ def choose_damping(
     *,
     warm_start: bool = True,
     on_nonfinite: str = "raise",
+    refine: int = 0,
+    refine_if: Callable[[list[tuple[float, ...]]], bool] | None = None,
 ) -> DampingChoice:
     """Prune at each candidate damping and keep the one with the lowest held-out score.
 
@@ -308,6 +325,18 @@ def choose_damping(
         ``ValueError`` naming ``evaluate`` and the damping; ``"skip"`` records
         it, warns and never chooses it (a ``ValueError`` if every score is
         non-finite).
+    refine : int
+        Bisection steps after the grid (default 0: the grid only). Each step
+        solves one more damping: the geometric midpoint between the best
+        damping so far and the better-scoring of its two tried neighbours
+        (with ``math.inf`` as the upper neighbour, the step mirrors the gap to
+        the lower one). It stops early when the best is ``math.inf``, the
+        smallest candidate has no tried neighbour, or a midpoint was tried.
+        :data:`REFINE_STEPS` is the pipeline's choice.
+    refine_if : callable or None
+        Called with the finite scores (tuples) of the grid's finite
+        candidates; refine only when it returns True (None: always). The
+        pipeline uses :func:`errors_differ`.
 
     Ties go to the larger damping (the more conservative change).
 
@@ -330,12 +359,18 @@ def choose_damping(
     bad = [d for d in grid if math.isnan(d) or d < 0]
     if bad:
         raise ValueError(f"candidates: expected non-negative dampings (not NaN), got {bad}")
+    refine = int(refine)
+    if refine < 0:
+        raise ValueError(f"refine: expected a non-negative number of steps, got {refine}")
     order = sorted(set(grid), reverse=True)
     losses: dict[float, float] = {}
+    scores: dict[float, tuple[float, ...]] = {}
     best: tuple[float, tuple[float, ...], Any] | None = None
     prev = None
-    for d in order:
-        w = prune_at(d, prev if warm_start else None)
+
+    def try_one(d: float, start: Any) -> Any:
+        nonlocal best
+        w = prune_at(d, start if warm_start else None)
         raw = evaluate(w)
         score = _as_score(raw)
         if score is None:
@@ -355,9 +390,16 @@ def choose_damping(
                     msg + "; check the loss function and the pruned weights, or pass "
                     "on_nonfinite='skip' to ignore this candidate"
                 )
-            warnings.warn(msg + "; candidate skipped", RuntimeWarning, stacklevel=2)
-        elif best is None or score < best[1]:  # strict: ties keep the larger damping
+            warnings.warn(msg + "; candidate skipped", RuntimeWarning, stacklevel=3)
+            return w
+        scores[d] = score
+        # ties keep the larger damping (the more conservative change)
+        if best is None or score < best[1] or (score == best[1] and d > best[0]):
             best = (d, score, w)
+        return w
+
+    for d in order:
+        w = try_one(d, prev)
         if math.isfinite(d):
             prev = w
     if best is None:
@@ -365,4 +407,61 @@ def choose_damping(
             f"evaluate ({_name(evaluate)}): every candidate gave a non-finite held-out loss: "
             f"{losses}"
         )
-    return DampingChoice(damping=best[0], w=best[2], losses=losses, order=order)
+    refined: list[float] = []
+    finite = [scores[d] for d in order if math.isfinite(d) and d in scores]
+    if finite and (refine_if is None or refine_if(finite)):
+        for _ in range(refine):
+            d = _bisection_point(best[0], scores)
+            if d is None or d in losses:
+                break
+            refined.append(d)
+            try_one(d, best[2])
+    return DampingChoice(damping=best[0], w=best[2], losses=losses,
+                         order=[*order, *refined], refined=refined)
+
+
+def errors_differ(scores: list[tuple[float, ...]]) -> bool:
+    """``refine_if`` of the pipeline: the grid's held-out error rates (the first
+    element of ``(error, loss)`` scores) span at least :data:`REFINE_MIN_ERROR_SPREAD`.
+
+    Loss-only scores (no error rate: regression, language models) always refine.
+    """
+    if any(len(sc) < 2 for sc in scores):
+        return True
+    errors = [sc[0] for sc in scores]
+    return max(errors) - min(errors) >= REFINE_MIN_ERROR_SPREAD
+
+
+def _bisection_point(best: float, scores: dict[float, tuple[float, ...]]) -> float | None:
+    """The next damping of the refinement (see ``refine`` of :func:`choose_damping`).
+
+    The geometric midpoint between ``best`` and the better-scoring of its tried
+    neighbours (finite-scored candidates only). At either end of the tried
+    finite dampings the step goes outward by half the gap to the one
+    neighbour -- a grid that ends too early is extended; next to ``math.inf``
+    it goes up only when magnitude pruning scored better than the lower
+    neighbour. None when there is nothing to bisect.
+    """
+    if not (math.isfinite(best) and best > 0):
+        return None
+    tried = sorted(d for d in scores if d > 0)
+    i = tried.index(best)
+    lower = tried[i - 1] if i > 0 else None
+    upper = tried[i + 1] if i + 1 < len(tried) else None
+    if lower is None and upper is None:
+        return None
+    lb = math.log10(best)
+    if upper is not None and math.isinf(upper):
+        if lower is None:
+            return None
+        # no midpoint with infinity: mirror the gap to the lower neighbour
+        gap = lb - math.log10(lower)
+        go_up = scores[upper] < scores[lower]
+        return 10.0 ** (lb + gap / 2 if go_up else lb - gap / 2)
+    if lower is None:  # the smallest damping tried is the best: look further down
+        assert upper is not None
+        return 10.0 ** (lb - (math.log10(upper) - lb) / 2)
+    if upper is None:  # the largest (no magnitude candidate): look further up
+        return 10.0 ** (lb + (lb - math.log10(lower)) / 2)
+    toward = upper if scores[upper] < scores[lower] else lower
+    return 10.0 ** ((lb + math.log10(toward)) / 2)

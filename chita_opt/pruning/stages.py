@@ -24,7 +24,7 @@ from ..problem import L0Problem
 from ..result import Status
 from . import damping as _damping
 from .blocks import BlockResult, _progress, block_budgets, iter_block_tasks, solve_blocks
-from .damping import Score, choose_damping, damping_grid, fisher_scale
+from .damping import Score, choose_damping, damping_grid, errors_differ, fisher_scale
 from .patterns import fill_groups, top_per_group
 from .report import StageRecord
 
@@ -147,7 +147,11 @@ def _choose(
 
     # Cold solves: warm starts from the neighbouring candidate were 1.6x slower over
     # the zoo's 24 one-shot rows, for no better networks (docs/benchmarks_zoo.md).
-    choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False)
+    # The default grid is refined by bisection where its held-out errors differ;
+    # a user's own candidates are taken as given.
+    refine = _damping.REFINE_STEPS if ctx.damping is None and ctx.damping_grid is None else 0
+    choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False, refine=refine,
+                            refine_if=errors_differ)
     best: _Candidate = choice.w
     fo_used: bool | None = None
     if ctx.first_order:

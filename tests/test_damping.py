@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -245,8 +244,8 @@ GRID = [10.0, 1e-3, 1e-7, math.inf]
         # toward 1e-3 (better than 10 now): 1e-2 does not
         (-1.2, 3.0, [1e-1, 1e-2], 1e-1),
         (-4.6, 3.0, [1e-5, 1e-4], 1e-5),
-        # the smallest candidate is best: the grid is extended downward by half its gap
-        (-8.4, 3.0, [1e-9, 1e-10], 1e-9),
+        # the smallest candidate is best: nothing below it is tried
+        (-8.4, 3.0, [], 1e-7),
         # the largest finite one is best and magnitude beat 1e-3: mirrored upward
         (1.7, 3.0, [1e3, 1e2], 1e2),
         # ... and magnitude scored worst: toward 1e-3 instead

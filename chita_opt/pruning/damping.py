@@ -330,8 +330,8 @@ def choose_damping(
         solves one more damping: the geometric midpoint between the best
         damping so far and the better-scoring of its two tried neighbours
         (with ``math.inf`` as the upper neighbour, the step mirrors the gap to
-        the lower one). It stops early when the best is ``math.inf``, the
-        smallest candidate has no tried neighbour, or a midpoint was tried.
+        the lower one). It stops early when the best is ``math.inf`` or the
+        smallest candidate, or a midpoint was tried already.
         :data:`REFINE_STEPS` is the pipeline's choice.
     refine_if : callable or None
         Called with the finite scores (tuples) of the grid's finite
@@ -436,11 +436,11 @@ def _bisection_point(best: float, scores: dict[float, tuple[float, ...]]) -> flo
     """The next damping of the refinement (see ``refine`` of :func:`choose_damping`).
 
     The geometric midpoint between ``best`` and the better-scoring of its tried
-    neighbours (finite-scored candidates only). At either end of the tried
-    finite dampings the step goes outward by half the gap to the one
-    neighbour -- a grid that ends too early is extended; next to ``math.inf``
-    it goes up only when magnitude pruning scored better than the lower
-    neighbour. None when there is nothing to bisect.
+    neighbours (finite-scored candidates only). Next to ``math.inf`` (magnitude
+    pruning) the step mirrors half the gap to the lower neighbour upward when
+    magnitude pruning scored better than that neighbour; at the top of a grid
+    without ``math.inf`` it goes up by half the gap. None when there is nothing
+    to bisect, or when the smallest damping is the best.
     """
     if not (math.isfinite(best) and best > 0):
         return None
@@ -458,9 +458,10 @@ def _bisection_point(best: float, scores: dict[float, tuple[float, ...]]) -> flo
         gap = lb - math.log10(lower)
         go_up = scores[upper] < scores[lower]
         return 10.0 ** (lb + gap / 2 if go_up else lb - gap / 2)
-    if lower is None:  # the smallest damping tried is the best: look further down
-        assert upper is not None
-        return 10.0 ** (lb - (math.log10(upper) - lb) / 2)
+    if lower is None:
+        # the smallest damping is the best: smaller ones solve a nearly undamped
+        # problem again, slower, for the same networks on the zoo's rows
+        return None
     if upper is None:  # the largest (no magnitude candidate): look further up
         return 10.0 ** (lb + (lb - math.log10(lower)) / 2)
     toward = upper if scores[upper] < scores[lower] else lower

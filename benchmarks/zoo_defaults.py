@@ -48,6 +48,8 @@ from model_zoo import (  # noqa: E402
 )
 from stage_damping import accuracy, prune_copy, run  # noqa: E402
 
+import chita_opt.pruning.damping as damping_rule  # noqa: E402
+
 SMOKE_GRID = (1e-6, 1e-3, 1.0)
 
 
@@ -65,12 +67,20 @@ def main() -> None:
                     help="add the best fixed damping of ABS_GRID on the reported digits")
     ap.add_argument("--cost", action="store_true",
                     help="add a prune at the damping the defaults chose, and the CPU ratio")
+    ap.add_argument("--rule", default="",
+                    help="override the rule's constants of chita_opt.pruning.damping, e.g. "
+                         "N_POINTS=2,TOP=0,DECADES=5,REFINE_STEPS=2 (to choose them on --val)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
+    for item in filter(None, args.rule.split(",")):
+        name, value = item.split("=")
+        old = getattr(damping_rule, name)  # AttributeError on a misspelt name
+        setattr(damping_rule, name, type(old)(float(value)))
     torch.set_num_threads(1)
     part = "val" if args.val else "test"
     which = "held-out models" if args.holdout else "zoo"
-    _common.print_header(f"prune() at its defaults, one-shot, {part} digits, {which}", ["torch"])
+    _common.print_header(f"prune() at its defaults, one-shot, {part} digits, {which}"
+                         + (f", rule {args.rule}" if args.rule else ""), ["torch"])
     configs = SMOKE_ZOO if args.smoke else HOLDOUT_ZOO if args.holdout else ZOO
     zoo = [(name, train(name, cfg), cfg) for name, cfg in configs.items()]
     paper = None if args.smoke or args.holdout else paper_mlpnet()

@@ -371,7 +371,7 @@ def test_auto_stages_before_the_last_use_a_share_of_their_own_fisher_scale():
     """damping="auto" in CHITA++: no search before the last stage (the held-out scores of a
     nearly dense network tie, and a tie once chose magnitude pruning for every later stage);
     STAGE_DAMPING * lambda_0 of each stage's own gradients instead, and a search at the end."""
-    from chita_opt.pruning.damping import REFINE_STEPS, STAGE_DAMPING, fisher_scale
+    from chita_opt.pruning.damping import N_POINTS, REFINE_STEPS, STAGE_DAMPING, fisher_scale
 
     net = LeastSquaresNet(n=80, p=30, seed=3)
     flat_scores = []
@@ -387,8 +387,10 @@ def test_auto_stages_before_the_last_use_a_share_of_their_own_fisher_scale():
         G = net.gradient_fn(w_at, columns)
         assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
         assert rec.damping_losses is None and np.isfinite(rec.damping)
-    # the grid (3 dampings and magnitude pruning) and up to REFINE_STEPS bisection points
-    assert last.damping_losses is not None and 4 <= len(last.damping_losses) <= 4 + REFINE_STEPS
+    # the grid (N_POINTS dampings and magnitude pruning) and up to REFINE_STEPS bisection points
+    grid = N_POINTS + 1
+    assert last.damping_losses is not None
+    assert grid <= len(last.damping_losses) <= grid + REFINE_STEPS
     assert report.options.get("fallback") is None
 
 

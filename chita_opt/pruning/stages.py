@@ -131,7 +131,9 @@ def _choose(
     elif ctx.damping_grid is not None:
         candidates = list(ctx.damping_grid)
     else:
-        candidates = [*damping_grid(scale=scale_of()), math.inf]
+        # the module's constants read at call time: benchmarks sweep them
+        candidates = [*damping_grid(scale=scale_of(), n_points=_damping.N_POINTS,
+                                    decades=_damping.DECADES, top=_damping.TOP), math.inf]
     tried: list[_Candidate] = []
     scores: dict[float, Score] = {}
 

@@ -268,9 +268,20 @@ def test_refine_ties_keep_the_larger_damping():
     assert choice.damping == 10.0
 
 
+def test_refine_after_magnitude_wins_bisects_between_finite_dampings():
+    choice = choose_damping(GRID, _identity, _valley(-1.2, 1.5), refine=2)
+    # grid: 10 -> 2.2, 1e-3 -> 1.8, 1e-7 -> 5.8, magnitude 1.5 (best); best finite 1e-3,
+    # its better finite neighbour 10: midpoint 1e-1 (0.2) wins, then as usual
+    assert choice.refined == pytest.approx([1e-1, 1e-2])
+    assert choice.damping == pytest.approx(1e-1)
+    # magnitude stays best: the bisection goes on between finite dampings
+    choice = choose_damping(GRID, _identity, _valley(-1.2, 0.0), refine=2)
+    assert choice.refined == pytest.approx([1e-1, 1e-2]) and math.isinf(choice.damping)
+
+
 def test_refine_stops_where_there_is_nothing_to_bisect():
-    # magnitude pruning chosen: no finite damping to refine
-    assert choose_damping(GRID, _identity, _valley(0.0, -1.0), refine=2).refined == []
+    # magnitude chosen with a single finite damping: nothing to bisect
+    assert choose_damping([1e-3, math.inf], _identity, _valley(0.0, -1.0), refine=2).refined == []
     # one finite candidate next to magnitude: no gap to halve
     assert choose_damping([1e-3, math.inf], _identity, _valley(-4.0), refine=2).refined == []
     # refine=0 (the default) tries the grid only

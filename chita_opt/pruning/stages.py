@@ -119,9 +119,10 @@ def _choose(
     """Held-out choice of the damping (``damping="auto"``) and of the first-order term.
 
     The rule measured on the model zoo (:mod:`chita_opt.pruning.damping`,
-    docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{+1,-3,-7}`` and
+    docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{0,-5}`` and
     magnitude pruning (infinite damping), each solved with the stage's method
-    from the largest damping down, each from the method's own starting point;
+    from the largest damping down, each from the method's own starting point,
+    then up to :data:`~chita_opt.pruning.damping.REFINE_STEPS` bisection points;
     the lowest held-out (error, loss) wins, ties to the larger damping.
     """
     assert ctx.evaluate is not None

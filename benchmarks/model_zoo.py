@@ -12,6 +12,8 @@ deterministic, and cached outside the repository in
 ``~/.cache/chita_opt/model_zoo`` (override with ``CHITA_ZOO_CACHE``), keyed by
 a hash of the training configuration. The paper's MLPNet
 (``../shared/data/mlpnet_mnist_paper.ckpt``) is added when present.
+``HOLDOUT_ZOO`` holds eight more models that no setting of the package was
+chosen on (``benchmarks/zoo_defaults.py --holdout`` reports on them).
 
 Every dataset is split once (stratified, seed 0) into *train* digits (training
 and the pruning gradients), *validation* digits (used to choose the rule's

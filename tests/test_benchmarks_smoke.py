@@ -140,12 +140,18 @@ def test_stage_damping_smoke_prints_every_column():
 def test_zoo_defaults_smoke_is_never_below_magnitude_by_much():
     if importlib.util.find_spec("torch") is None:
         pytest.skip("needs torch")
-    rows = tables(run_script("zoo_defaults.py"))[-1]
+    out = run_script("zoo_defaults.py", "--hindsight", "--cost")
+    rows = tables(out)[-1]
     assert {r["model"] for r in rows} == {"smoke-mlp-adam", "smoke-mlp-sgd-nobias"}
     for r in rows:
         mag, acc = (float(r[c].rstrip("%")) for c in ("magnitude", "prune() defaults"))
         assert 0 < mag <= 100 and 0 < acc <= 100
         assert acc >= mag - 5  # the held-out choice includes magnitude pruning itself
+        best, damping = r["best fixed, hindsight (damping)"].split()
+        assert 0 < float(best.rstrip("%")) <= 100 and float(damping.strip("()")) > 0
+        assert r["within"] in ("yes", "NO")
+        assert r["cost ratio"] == "-" or float(r["cost ratio"].rstrip("x")) > 0
+    assert "within tolerance of the hindsight damping" in out and "cost ratio" in out
 
 
 def test_mlpnet_real_skips_without_checkpoint(tmp_path):

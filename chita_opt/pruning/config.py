@@ -90,12 +90,14 @@ class PruneConfig:
         Seeds the random draw of samples from tensors/arrays (iterables and
         data loaders are read in their own order).
     damping : float or "auto"
-        Ridge added to the empirical Fisher. ``"auto"`` chooses it at every
-        stage by the held-out loss of the pruned network (see
-        :mod:`chita_opt.pruning.damping`).
+        Ridge added to the empirical Fisher. ``"auto"`` chooses it by the
+        held-out score of the pruned network, one-shot and at the last stage
+        of CHITA++; the stages before use a share of their own Fisher scale
+        (see :mod:`chita_opt.pruning.damping`).
     damping_grid : sequence of float or None
-        Candidates for ``"auto"``: absolute dampings; ``None`` uses the
-        scale-aware grid relative to the Fisher's own scale.
+        Candidates for ``"auto"``: absolute dampings, tried as given; ``None``
+        uses the scale-aware grid relative to the Fisher's own scale, refined
+        by bisection around the best candidate.
     held_out_fraction : float
         With ``"auto"`` and no ``held_out`` data: share of the samples read
         that is held out (never used for gradients).

@@ -51,6 +51,29 @@ def test_pruned_model_gets_statistics_of_its_own_weights(bn_net):
     assert not torch.allclose(new_var, old_var)
 
 
+def test_magnitude_pruning_reestimates_statistics_too(bn_net):
+    """method="magnitude" computes no gradients; its BN statistics are still re-estimated
+    on samples of the data (they used to stay stale while the report said otherwise)."""
+    model, X, y = bn_net
+    m = copy.deepcopy(model)
+    report = prune(m, F.cross_entropy, (X, y), sparsity=0.8, method="magnitude",
+                   progress=False)
+    assert report.options["batchnorm_recalibrated"] == 1
+    assert report.options["samples_read"] == len(X)
+    new_mean, new_var, _ = stats(m)
+    with torch.no_grad():
+        h = m[0](X)
+    np.testing.assert_allclose(new_mean.numpy(), h.mean(0).numpy(), atol=0.15 * h.std().item())
+    np.testing.assert_allclose(new_var.numpy(), h.var(0).numpy(), rtol=0.3, atol=1e-3)
+    assert not torch.allclose(new_mean, stats(model)[0])
+    # the same prune with the re-estimation switched off keeps the old statistics
+    m = copy.deepcopy(model)
+    prune(m, F.cross_entropy, (X, y), sparsity=0.8, method="magnitude", recalibrate_bn=False,
+          progress=False)
+    for a, b in zip(stats(m), stats(model), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_switched_off_and_restored_on_failure(bn_net):
     model, X, y = bn_net
     m = copy.deepcopy(model)

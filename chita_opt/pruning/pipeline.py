@@ -133,6 +133,12 @@ def run_pipeline(
                 return adapter.evaluate(w, batches)
 
         gradient_fn = _GradientRows(adapter, source)
+    elif data is not None and getattr(adapter, "wants_calibration", False):
+        # No gradients (magnitude pruning), but the adapter re-estimates statistics
+        # at the pruned weights (BatchNorm): give it samples drawn as usual.
+        source = SampleSource(adapter, data, config, hold_out=False)
+        adapter.calibrate(source.gradient_samples(1))
+        recorded.update(source.describe())
     recorded.update(options or {})
     if config.pattern is not None:
         recorded["pattern"] = config.pattern

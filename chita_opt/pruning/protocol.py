@@ -9,6 +9,11 @@ and nothing else; docs/architecture.md shows how to add one.
 Samples are opaque to the pipeline: a "batch" is whatever the adapter's
 ``batches`` yields (for example a pair of tensors ``(inputs, targets)``); the
 pipeline only counts, indexes and concatenates them through the adapter.
+
+Optional: an adapter that re-estimates statistics at the pruned weights from
+the gradient samples (the PyTorch adapter's BatchNorm) sets
+``wants_calibration`` True and provides ``calibrate(samples)``; the pipeline
+then hands it samples also for methods that compute no gradients.
 """
 
 from __future__ import annotations

@@ -117,6 +117,19 @@ class TorchAdapter:
             )
         return out
 
+    @property
+    def wants_calibration(self) -> bool:
+        """Whether BatchNorm statistics are re-estimated (the pipeline's optional hook)."""
+        return bool(self.bn)
+
+    def calibrate(self, samples: Any) -> None:
+        """Samples that re-estimate BatchNorm statistics when no gradient rows are drawn."""
+        self._calibration = samples[0]
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.bn) and self._calibration is not None
+
     def write(self, w: np.ndarray, mask: np.ndarray) -> None:
         statistics = self._statistics(dict(zip(self.keys, self._tensors(w), strict=True)))
         write_back(self.targets, self.layout, w, mask)

@@ -114,10 +114,9 @@ def prune(
     cfg = make_config(config, **settings)
     snapshot = _snapshot(model, adapter)
     try:
-        report = run_pipeline(
-            adapter, data, cfg, held_out=held_out,
-            options={"batchnorm_recalibrated": len(adapter.bn)} if adapter.bn else None,
-        )
+        report = run_pipeline(adapter, data, cfg, held_out=held_out)
+        if adapter.bn:  # how many BatchNorm layers got statistics of the pruned weights
+            report.options["batchnorm_recalibrated"] = len(adapter.bn) if adapter.calibrated else 0
         adapter.write(report.weights, report.mask)
     except BaseException as exc:
         snapshot.restore()

@@ -16,10 +16,9 @@ docs/benchmarks_zoo.md):
    magnitude pruning on the held-out samples.
 4. Solve every candidate with the full solver (a cheaper solver for the
    candidates ranked them wrongly at high sparsity; docs/benchmarks_zoo.md),
-   each from the method's own
-   starting point: warm starts from the neighbouring candidate
-   (``choose_damping(warm_start=True)``, how the zoo's low-level rule ran)
-   reached lower objectives but were 1.6x slower over the zoo's 24 one-shot
+   each from the method's own starting point: warm starts from the neighbouring
+   candidate (``choose_damping(warm_start=True)``, how the zoo's low-level rule
+   ran) reached lower objectives but were 1.6x slower over the zoo's 24 one-shot
    rows, for the same validation accuracy (83.26% warm, 83.14% cold).
 5. Keep the candidate with the lowest held-out score
    (:func:`choose_damping`); for classifiers score by
@@ -121,10 +120,10 @@ DECADES = 5.0
 #: Largest damping of the default grid, as ``log10(damping / lambda_0)``.
 TOP = 0.0
 #: Bisection steps after the grid (``choose_damping(refine=...)``): the grid's
-#: four-decade gaps become one decade around the choice (docs/benchmarks_zoo.md).
+#: five-decade gap becomes 1.25 decades around the choice (docs/benchmarks_zoo.md).
 REFINE_STEPS = 2
 #: Refine only when the grid's held-out error rates span at least this much
-#: (2 points; 4 samples of 200 held out): closer than that, the held-out
+#: (2 points: 4 of 200 held-out samples): closer than that, the held-out
 #: samples cannot rank the midpoints either, and the steps would cost for nothing.
 REFINE_MIN_ERROR_SPREAD = 0.02
 #: Fraction of the gradient samples held out to score the candidates.

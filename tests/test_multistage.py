@@ -1,5 +1,7 @@
 """The framework-agnostic multi-stage loop (CHITA++) on a least-squares "network"."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -410,3 +412,37 @@ def test_auto_stages_never_end_below_one_shot_magnitude_on_held_out():
     assert report.options["fallback"] == "magnitude"
     np.testing.assert_array_equal(report.weights, magnitude)
     assert report.mask.sum() == k
+
+
+def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ():
+    """The pipeline's search: the grid, then bisection points between grid dampings when
+    the held-out errors differ (a score that prefers the solution at lambda_0 * 10^-2.5),
+    and the grid alone when every candidate has the same held-out error."""
+    from chita_opt.pruning.damping import N_POINTS, Score, damping_grid, fisher_scale
+
+    # fewer rows than kept weights: the solution moves with the damping over many decades
+    net = LeastSquaresNet(n=25, p=60, seed=3)
+    G = net.gradient_fn(net.w0, np.ones(net.w0.size, bool))
+    lam0 = fisher_scale(G)
+    k = k_from_sparsity(net.w0.size, 0.5)
+    target = lam0 * 10**-2.5  # the first bisection point between the grid's 10^0 and 10^-5
+    w_star = chita_opt.solve(L0Problem.from_gradients(G, net.w0, k=k, damping=target),
+                             method=METHOD).w
+
+    def distance(w):  # lowest at the solution for the target damping
+        return float(np.linalg.norm(w - w_star))
+
+    report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, damping="auto",
+                              evaluate=lambda w: Score(distance(w), error=distance(w)),
+                              method=METHOD, progress=False)
+    tried = report.stages[-1].damping_losses
+    grid = {*damping_grid(scale=lam0), math.inf}
+    refined = [d for d in tried if not any(math.isclose(d, g) for g in grid)]
+    assert len(tried) == N_POINTS + 1 + len(refined) and 1 <= len(refined) <= 2
+    assert report.stages[-1].damping == pytest.approx(target, rel=1e-6)
+    np.testing.assert_allclose(report.weights, w_star, atol=1e-12)
+
+    flat = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, damping="auto",
+                            evaluate=lambda w: Score(distance(w), error=0.1),
+                            method=METHOD, progress=False)
+    assert len(flat.stages[-1].damping_losses) == N_POINTS + 1  # the grid and magnitude

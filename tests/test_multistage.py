@@ -446,3 +446,12 @@ def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ(
                             evaluate=lambda w: Score(distance(w), error=0.1),
                             method=METHOD, progress=False)
     assert len(flat.stages[-1].damping_losses) == N_POINTS + 1  # the grid and magnitude
+
+
+def test_auto_shows_the_damping_search_when_progress_is_on(capsys):
+    pytest.importorskip("tqdm")
+    net = LeastSquaresNet(n=25, p=60, seed=3)
+    multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, damping="auto",
+                     evaluate=net.loss, method=METHOD, progress=True)
+    err = capsys.readouterr().err
+    assert "stage 1 damping" in err and "damping " in err

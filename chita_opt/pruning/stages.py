@@ -137,10 +137,14 @@ def _choose(
                                     decades=_damping.DECADES, top=_damping.TOP), math.inf]
     tried: list[_Candidate] = []
     scores: dict[float, Score] = {}
+    # the number of candidates is known only after the grid (the refinement adapts)
+    bar = _progress(None, ctx.progress and len(candidates) > 1, f"stage {t} damping")
 
     def prune_at(d: float, _: object) -> _Candidate:
+        bar.set_postfix_str(f"damping {d:.3g}")
         cand = solve_at(d, ctx.first_order)
         tried.append(cand)
+        bar.update(1)
         return cand
 
     def loss_fn(cand: _Candidate) -> tuple[float, ...]:  # named for the NaN error message
@@ -153,8 +157,11 @@ def _choose(
     # The default grid is refined by bisection where its held-out errors differ;
     # a user's own candidates are taken as given.
     refine = _damping.REFINE_STEPS if ctx.damping is None and ctx.damping_grid is None else 0
-    choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False, refine=refine,
-                            refine_if=errors_differ)
+    try:
+        choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False,
+                                refine=refine, refine_if=errors_differ)
+    finally:
+        bar.close()
     best: _Candidate = choice.w
     fo_used: bool | None = None
     if ctx.first_order:

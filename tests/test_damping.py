@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from chita_opt.pruning.damping import (
     DECADES,
     N_POINTS,
+    REFINE_MIN_ERROR_SAMPLES,
     REFINE_MIN_ERROR_SPREAD,
     REFINE_STEPS,
     TOP,
@@ -20,6 +21,7 @@ from chita_opt.pruning.damping import (
     damping_grid,
     errors_differ,
     fisher_scale,
+    min_error_spread,
     split_held_out,
 )
 
@@ -307,8 +309,15 @@ def test_errors_differ():
     spread = REFINE_MIN_ERROR_SPREAD
     assert errors_differ([(0.10, 1.0), (0.10 + spread, 0.5)])
     assert not errors_differ([(0.10, 1.0), (0.10 + spread / 2, 0.5), (0.10, 0.2)])
+    assert errors_differ([(0.10, 1.0), (0.10 + spread / 2, 0.5)], min_spread=spread / 4)
     assert errors_differ([(1.0,), (1.0,)])  # loss-only scores: always refine
     assert REFINE_STEPS >= 1
+
+
+def test_min_error_spread_is_two_points_up_to_250_samples_then_a_few_samples():
+    assert min_error_spread(None) == min_error_spread(0) == REFINE_MIN_ERROR_SPREAD
+    assert min_error_spread(200) == min_error_spread(250) == REFINE_MIN_ERROR_SPREAD
+    assert min_error_spread(10_000) == pytest.approx(REFINE_MIN_ERROR_SAMPLES / 10_000)
 
 
 def test_refined_points_warm_start_from_the_best_so_far():

@@ -447,6 +447,16 @@ def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ(
                             method=METHOD, progress=False)
     assert len(flat.stages[-1].damping_losses) == N_POINTS + 1  # the grid and magnitude
 
+    # errors that differ by less than 2 points: significant on 10,000 held-out samples,
+    # not on 200
+    def close_errors(n):
+        return lambda w: Score(distance(w), error=0.1 + 0.1 * distance(w), n=n)
+
+    for n, searched in ((200, N_POINTS + 1), (10_000, len(tried))):
+        rep = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, damping="auto",
+                               evaluate=close_errors(n), method=METHOD, progress=False)
+        assert len(rep.stages[-1].damping_losses) == searched, n
+
 
 def test_auto_shows_the_damping_search_when_progress_is_on(capsys):
     pytest.importorskip("tqdm")

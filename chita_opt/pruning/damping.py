@@ -27,8 +27,9 @@ docs/benchmarks_zoo.md):
 6. Refine: :data:`REFINE_STEPS` = 2 bisection steps toward the better
    neighbour of the best (``choose_damping(refine=2)``: 2.5, then 1.25
    decades), only where the grid's held-out errors differ by at least
-   :data:`REFINE_MIN_ERROR_SPREAD` (:func:`errors_differ`) and not when the
-   smallest damping wins. The optimum moved over ten decades across the zoo;
+   :data:`REFINE_MIN_ERROR_SPREAD` (fewer on large held-out sets:
+   :func:`min_error_spread`, :func:`errors_differ`) and not when the smallest
+   damping wins. The optimum moved over ten decades across the zoo;
    a coarse grid alone missed it by up to two decades (on an unseen MLP at 0.8:
    89.6% where one decade closer gave 94.7%).
 
@@ -98,6 +99,7 @@ __all__ = [
     "DECADES",
     "HELD_OUT_FRACTION",
     "N_POINTS",
+    "REFINE_MIN_ERROR_SAMPLES",
     "REFINE_MIN_ERROR_SPREAD",
     "REFINE_STEPS",
     "STAGE_DAMPING",
@@ -108,6 +110,7 @@ __all__ = [
     "damping_grid",
     "errors_differ",
     "fisher_scale",
+    "min_error_spread",
     "split_held_out",
 ]
 
@@ -126,6 +129,12 @@ REFINE_STEPS = 2
 #: (2 points: 4 of 200 held-out samples): closer than that, the held-out
 #: samples cannot rank the midpoints either, and the steps would cost for nothing.
 REFINE_MIN_ERROR_SPREAD = 0.02
+#: ... or, on larger held-out sets, this many samples' worth of error (the
+#: spread is ``min(REFINE_MIN_ERROR_SPREAD, REFINE_MIN_ERROR_SAMPLES / n)``):
+#: the same 2 points at the zoo's 200-250 held-out samples where it was
+#: measured, a finer difference where more samples make it significant
+#: (not measured: the zoo holds out at most 250).
+REFINE_MIN_ERROR_SAMPLES = 5
 #: Fraction of the gradient samples held out to score the candidates.
 HELD_OUT_FRACTION = 0.2
 #: ``damping="auto"`` in the stages before the last of CHITA++: this share of
@@ -140,11 +149,13 @@ class Score:
     can tell (class-index targets), the classification error.
 
     :meth:`key` is what :func:`choose_damping` compares: ``(error, loss)``, or
-    ``(loss,)`` without an error.
+    ``(loss,)`` without an error. ``n`` is the number of held-out samples
+    scored, when known (it sets the refinement's threshold, :func:`min_error_spread`).
     """
 
     loss: float
     error: float | None = None
+    n: int | None = None
 
     def key(self) -> tuple[float, ...]:
         return (self.loss,) if self.error is None else (self.error, self.loss)
@@ -430,16 +441,28 @@ def choose_damping(
                          order=[*order, *refined], refined=refined)
 
 
-def errors_differ(scores: list[tuple[float, ...]]) -> bool:
+def min_error_spread(n: int | None) -> float:
+    """Error-rate spread the refinement needs on ``n`` held-out samples (None: unknown).
+
+    ``min(REFINE_MIN_ERROR_SPREAD, REFINE_MIN_ERROR_SAMPLES / n)``.
+    """
+    if n is None or n <= 0:
+        return REFINE_MIN_ERROR_SPREAD
+    return min(REFINE_MIN_ERROR_SPREAD, REFINE_MIN_ERROR_SAMPLES / n)
+
+
+def errors_differ(scores: list[tuple[float, ...]],
+                  min_spread: float = REFINE_MIN_ERROR_SPREAD) -> bool:
     """``refine_if`` of the pipeline: the grid's held-out error rates (the first
-    element of ``(error, loss)`` scores) span at least :data:`REFINE_MIN_ERROR_SPREAD`.
+    element of ``(error, loss)`` scores) span at least ``min_spread``
+    (:func:`min_error_spread` of the held-out size).
 
     Loss-only scores (no error rate: regression, language models) always refine.
     """
     if any(len(sc) < 2 for sc in scores):
         return True
     errors = [sc[0] for sc in scores]
-    return max(errors) - min(errors) >= REFINE_MIN_ERROR_SPREAD
+    return max(errors) - min(errors) >= min_spread
 
 
 def _bisection_point(best: float, scores: dict[float, tuple[float, ...]]) -> float | None:

@@ -24,7 +24,14 @@ from ..problem import L0Problem
 from ..result import Status
 from . import damping as _damping
 from .blocks import BlockResult, _progress, block_budgets, iter_block_tasks, solve_blocks
-from .damping import Score, choose_damping, damping_grid, errors_differ, fisher_scale
+from .damping import (
+    Score,
+    choose_damping,
+    damping_grid,
+    errors_differ,
+    fisher_scale,
+    min_error_spread,
+)
 from .patterns import fill_groups, top_per_group
 from .report import StageRecord
 
@@ -157,9 +164,13 @@ def _choose(
     # The default grid is refined by bisection where its held-out errors differ;
     # a user's own candidates are taken as given.
     refine = _damping.REFINE_STEPS if ctx.damping is None and ctx.damping_grid is None else 0
+    def refine_if(keys: list[tuple[float, ...]]) -> bool:
+        n = next((sc.n for sc in scores.values() if sc.n), None)  # held-out samples
+        return errors_differ(keys, min_error_spread(n))
+
     try:
         choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False,
-                                refine=refine, refine_if=errors_differ)
+                                refine=refine, refine_if=refine_if)
     finally:
         bar.close()
     best: _Candidate = choice.w

@@ -253,7 +253,8 @@ class JaxAdapter:
         loss = mean_loss(self.loss_fn, params, batches, self.eval_batch)
         if self.error_fn is None:
             return Score(loss)
-        return Score(loss, mean_loss(self.error_fn, params, batches, self.eval_batch))
+        n = sum(_leading(inputs) for inputs, _ in batches)
+        return Score(loss, mean_loss(self.error_fn, params, batches, self.eval_batch), n=n)
 
 
 def mean_loss(loss_fn: LossFn, params: Any, batches: Iterable[Any], batch_size: int) -> float:

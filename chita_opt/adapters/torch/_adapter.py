@@ -281,7 +281,7 @@ class TorchAdapter:
                     wrong += int((out.argmax(dim=1) != y).sum())
         if count == 0:
             raise ValueError("held_out: expected at least one (inputs, targets) batch, got none")
-        return Score(total / count, wrong / count if classes else None)
+        return Score(total / count, wrong / count if classes else None, n=count)
 
 
 def _is_classification(out: Any, y: Any) -> bool:

@@ -66,6 +66,10 @@ def test_magnitude_pruning_reestimates_statistics_too(bn_net):
     np.testing.assert_allclose(new_mean.numpy(), h.mean(0).numpy(), atol=0.15 * h.std().item())
     np.testing.assert_allclose(new_var.numpy(), h.var(0).numpy(), rtol=0.3, atol=1e-3)
     assert not torch.allclose(new_mean, stats(model)[0])
+    # too few samples for an explicit n_samples: the error says what they were for
+    with pytest.raises(ValueError, match="statistics re-estimated at the pruned weights"):
+        prune(copy.deepcopy(model), F.cross_entropy, (X, y), sparsity=0.8, method="magnitude",
+              n_samples=10 * len(X), progress=False)
     # the same prune with the re-estimation switched off keeps the old statistics
     m = copy.deepcopy(model)
     prune(m, F.cross_entropy, (X, y), sparsity=0.8, method="magnitude", recalibrate_bn=False,

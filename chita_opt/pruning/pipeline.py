@@ -136,7 +136,8 @@ def run_pipeline(
     elif data is not None and getattr(adapter, "wants_calibration", False):
         # No gradients (magnitude pruning), but the adapter re-estimates statistics
         # at the pruned weights (BatchNorm): give it samples drawn as usual.
-        source = SampleSource(adapter, data, config, hold_out=False)
+        source = SampleSource(adapter, data, config, hold_out=False,
+                              purpose="the statistics re-estimated at the pruned weights")
         adapter.calibrate(source.gradient_samples(1))
         recorded.update(source.describe())
     recorded.update(options or {})

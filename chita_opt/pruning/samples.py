@@ -54,10 +54,12 @@ class SampleSource:
     """
 
     def __init__(
-        self, adapter: FrameworkAdapter, data: Any, config: PruneConfig, *, hold_out: bool
+        self, adapter: FrameworkAdapter, data: Any, config: PruneConfig, *, hold_out: bool,
+        purpose: str = "the gradients",
     ) -> None:
         self.adapter = adapter
         self.data = data
+        self.purpose = purpose  # what the samples are for, in error messages
         self.m = config.mini_batch
         self.explicit = config.n_samples is not None
         self.n_rows = config.n_samples if config.n_samples is not None else DEFAULT_N_SAMPLES
@@ -112,7 +114,7 @@ class SampleSource:
             alternatives = ", pass held_out= data or a fixed damping" if h else ""
             raise ValueError(
                 f"data: expected at least n_samples * mini_batch = {self.n_rows} * {self.m} = "
-                f"{self.n_rows * self.m} samples for the gradients{held}, got {total} samples; "
+                f"{self.n_rows * self.m} samples for {self.purpose}{held}, got {total} samples; "
                 f"lower n_samples or mini_batch{alternatives}, or pass more data{hint}"
             )
         logger.info(

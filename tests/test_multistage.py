@@ -465,3 +465,27 @@ def test_auto_shows_the_damping_search_when_progress_is_on(capsys):
                      evaluate=net.loss, method=METHOD, progress=True)
     err = capsys.readouterr().err
     assert "stage 1 damping" in err and "damping " in err
+
+
+@pytest.mark.filterwarnings("ignore::chita_opt.pruning.ModelValidityWarning")
+def test_auto_with_first_order_uses_the_stage_damping_before_the_last_stage():
+    """damping="auto", first_order=True: the stages before the last do not search the grid
+    (their tie once chose magnitude pruning); they use STAGE_DAMPING * lambda_0 and only
+    the first-order guard, and the last stage searches."""
+    from chita_opt.pruning.damping import N_POINTS, STAGE_DAMPING, fisher_scale
+
+    net = LeastSquaresNet(n=80, p=30, seed=3)
+
+    def evaluate(w):  # constant until the last stage: every candidate ties
+        return 1.0 if np.count_nonzero(w) > 10 else net.loss(w)
+
+    report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=4,
+                              damping="auto", first_order=True, evaluate=evaluate,
+                              method=METHOD, progress=False)
+    *middle, last = report.stages
+    for rec, (w_at, columns) in zip(middle, net.calls, strict=False):
+        G = net.gradient_fn(w_at, columns)
+        assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
+        assert rec.first_order_used is not None and np.isfinite(rec.damping)
+    assert last.damping_losses is not None and len(last.damping_losses) >= N_POINTS + 1
+    assert last.first_order_used is not None

@@ -100,15 +100,18 @@ def run_stage(
     grad_time = time.perf_counter() - t0
     scale_of = functools.cache(scale_of)  # block stages pay a gradient pass for it
 
-    relative = (ctx.damping is None and ctx.damping_grid is None and not final
-                and not ctx.first_order)
+    relative = ctx.damping is None and ctx.damping_grid is None and not final
     if relative:
         # damping="auto" before the last stage of CHITA++: a fixed share of the
         # stage's own Fisher scale, no search -- the held-out scores of a network
         # still near dense do not rank the candidates (docs/benchmarks_zoo.md).
         d = _damping.STAGE_DAMPING * scale_of()  # read at call time: benchmarks sweep it
-        best = solve_at(d, False)
-        best.record = replace(best.record, damping=d)
+        if ctx.first_order and ctx.evaluate is not None:
+            # only the first-order guard: with and without the term at this damping
+            best = _choose(replace(ctx, damping=d), solve_at, scale_of, t)
+        else:
+            best = solve_at(d, ctx.first_order)
+            best.record = replace(best.record, damping=d)
     elif ctx.damping is not None and not (ctx.first_order and ctx.evaluate is not None):
         best = solve_at(ctx.damping, ctx.first_order)
     else:

@@ -76,18 +76,22 @@ def oracle(prob: LayerProblem, row_hessians=None) -> float:
     return float(dp.min())
 
 
-@st.composite
-def layers(draw):
+def draw_layer_budget(draw, nm_pairs, max_d_in):
+    """A tiny layer's ``(d_out, d_in, budget)``: per-row, whole-layer or N:M (from ``nm_pairs``)."""
     d_out = draw(st.integers(1, 3))
     kind = draw(st.sampled_from(["row", "layer", "nm"]))
     if kind == "nm":
-        n, m = draw(st.sampled_from([(1, 2), (2, 4), (1, 4), (3, 4)]))
+        n, m = draw(st.sampled_from(nm_pairs))
         d_in = m * draw(st.integers(1, 2))
-        bud = Budget.nm(n, m)
-    else:
-        d_in = draw(st.integers(2, 6))
-        k = draw(st.integers(0, d_in if kind == "row" else d_out * d_in))
-        bud = Budget.per_row(k) if kind == "row" else Budget.layer(k)
+        return d_out, d_in, Budget.nm(n, m)
+    d_in = draw(st.integers(2, max_d_in))
+    k = draw(st.integers(0, d_in if kind == "row" else d_out * d_in))
+    return d_out, d_in, Budget.per_row(k) if kind == "row" else Budget.layer(k)
+
+
+@st.composite
+def layers(draw):
+    d_out, d_in, bud = draw_layer_budget(draw, [(1, 2), (2, 4), (1, 4), (3, 4)], 6)
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     n_samples = draw(st.sampled_from([2, d_in, 3 * d_in]))  # rank-deficient H too

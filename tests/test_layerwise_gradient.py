@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from chita_opt.layerwise import LAYER_METHODS, Budget, LayerProblem, solve_layer
 
-from .test_layerwise import _gap, oracle, tiny_layer_budget
+from .test_layerwise import _gap, draw_layer_budget, oracle, tiny_layer_budget
 
 
 def _instance(rng, d_out, d_in, n=3, tokens=4, scale=1.0):
@@ -67,16 +67,7 @@ def test_objective_is_the_stacked_least_squares_written_out(weight):
 
 @st.composite
 def graded_layers(draw):
-    d_out = draw(st.integers(1, 3))
-    kind = draw(st.sampled_from(["row", "layer", "nm"]))
-    if kind == "nm":
-        n, m = draw(st.sampled_from([(1, 2), (2, 4), (1, 4)]))
-        d_in = m * draw(st.integers(1, 2))
-        bud = Budget.nm(n, m)
-    else:
-        d_in = draw(st.integers(2, 5))
-        k = draw(st.integers(0, d_in if kind == "row" else d_out * d_in))
-        bud = Budget.per_row(k) if kind == "row" else Budget.layer(k)
+    d_out, d_in, bud = draw_layer_budget(draw, [(1, 2), (2, 4), (1, 4)], 5)
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
     X, grads = _instance(rng, d_out, d_in, n=draw(st.integers(1, 4)),
                          tokens=draw(st.integers(1, 3)))

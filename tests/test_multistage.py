@@ -369,26 +369,36 @@ def test_damping_selection_warns_only_about_the_chosen_candidate():
     assert sel.damping == 0.0
 
 
+def _auto_run_with_early_ties(**kwargs):
+    """CHITA++ with damping="auto" on a net whose held-out score ties until the last stage
+    (so a search there would tie); checks that every stage before the last used
+    STAGE_DAMPING * lambda_0 of its own gradients. Returns the report."""
+    from chita_opt.pruning.damping import STAGE_DAMPING, fisher_scale
+
+    net = LeastSquaresNet(n=80, p=30, seed=3)
+
+    def evaluate(w):  # constant until the last stage: every candidate ties
+        return 1.0 if np.count_nonzero(w) > 10 else net.loss(w)
+
+    report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=4,
+                              damping="auto", evaluate=evaluate, method=METHOD, progress=False,
+                              **kwargs)
+    for rec, (w_at, columns) in zip(report.stages[:-1], net.calls, strict=False):
+        G = net.gradient_fn(w_at, columns)
+        assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
+        assert np.isfinite(rec.damping)
+    return report
+
+
 def test_auto_stages_before_the_last_use_a_share_of_their_own_fisher_scale():
     """damping="auto" in CHITA++: no search before the last stage (the held-out scores of a
     nearly dense network tie, and a tie once chose magnitude pruning for every later stage);
     STAGE_DAMPING * lambda_0 of each stage's own gradients instead, and a search at the end."""
-    from chita_opt.pruning.damping import N_POINTS, REFINE_STEPS, STAGE_DAMPING, fisher_scale
+    from chita_opt.pruning.damping import N_POINTS, REFINE_STEPS
 
-    net = LeastSquaresNet(n=80, p=30, seed=3)
-    flat_scores = []
-
-    def evaluate(w):  # constant until the last stage: every candidate ties
-        flat_scores.append(w.copy())
-        return 1.0 if np.count_nonzero(w) > 10 else net.loss(w)
-
-    report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=4,
-                              damping="auto", evaluate=evaluate, method=METHOD, progress=False)
+    report = _auto_run_with_early_ties()
     *middle, last = report.stages
-    for rec, (w_at, columns) in zip(middle, net.calls, strict=False):
-        G = net.gradient_fn(w_at, columns)
-        assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
-        assert rec.damping_losses is None and np.isfinite(rec.damping)
+    assert all(rec.damping_losses is None for rec in middle)
     # the grid (N_POINTS dampings and magnitude pruning) and up to REFINE_STEPS bisection points
     grid = N_POINTS + 1
     assert last.damping_losses is not None
@@ -472,20 +482,10 @@ def test_auto_with_first_order_uses_the_stage_damping_before_the_last_stage():
     """damping="auto", first_order=True: the stages before the last do not search the grid
     (their tie once chose magnitude pruning); they use STAGE_DAMPING * lambda_0 and only
     the first-order guard, and the last stage searches."""
-    from chita_opt.pruning.damping import N_POINTS, STAGE_DAMPING, fisher_scale
+    from chita_opt.pruning.damping import N_POINTS
 
-    net = LeastSquaresNet(n=80, p=30, seed=3)
-
-    def evaluate(w):  # constant until the last stage: every candidate ties
-        return 1.0 if np.count_nonzero(w) > 10 else net.loss(w)
-
-    report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=4,
-                              damping="auto", first_order=True, evaluate=evaluate,
-                              method=METHOD, progress=False)
+    report = _auto_run_with_early_ties(first_order=True)
     *middle, last = report.stages
-    for rec, (w_at, columns) in zip(middle, net.calls, strict=False):
-        G = net.gradient_fn(w_at, columns)
-        assert rec.damping == pytest.approx(STAGE_DAMPING * fisher_scale(G), rel=1e-9)
-        assert rec.first_order_used is not None and np.isfinite(rec.damping)
+    assert all(rec.first_order_used is not None for rec in middle)
     assert last.damping_losses is not None and len(last.damping_losses) >= N_POINTS + 1
     assert last.first_order_used is not None

@@ -154,6 +154,25 @@ def test_zoo_defaults_smoke_is_never_below_magnitude_by_much():
     assert "within tolerance of the hindsight damping" in out and "cost ratio" in out
 
 
+def test_loss_only_defaults_smoke_scores_every_column():
+    """benchmarks/loss_only_defaults.py: the loss-only path of damping="auto"
+    (an autoencoder and a byte LM, whose held-out score has no error rate)."""
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "sklearn")):
+        pytest.skip("needs torch and scikit-learn")
+    out = run_script("loss_only_defaults.py")
+    rows = tables(out)[-1]
+    assert [r["model"] for r in rows] == ["digits-ae-adam", "bytelm-smoke"]
+    for r in rows:
+        dense, mag, auto = (float(r[c]) for c in ("dense", "magnitude", "prune() defaults"))
+        best, damping = r["best fixed, hindsight (damping)"].split()
+        assert all(math.isfinite(v) and v > 0 for v in (dense, mag, auto, float(best)))
+        assert float(damping.strip("()")) > 0
+        # magnitude pruning is one of the candidates, scored on held-out samples
+        assert auto <= mag * 1.05, r
+        assert r["cost ratio"] == "-" or float(r["cost ratio"].rstrip("x")) > 0
+    assert "defaults below magnitude pruning's score" in out
+
+
 def test_mlpnet_real_skips_without_checkpoint(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "mlpnet_real.py"), "--checkpoint",

@@ -93,14 +93,20 @@ class JaxCase:
             calls["n"] += 1  # counts traces and eager calls alike
             if fail_on is not None and calls["n"] == fail_on:
                 raise ArithmeticError("loss exploded")
-            h = jax.nn.relu(x @ params[0]["w"].T + params[0]["b"])
-            logp = jax.nn.log_softmax(h @ params[1]["w"].T + params[1]["b"])
+            logp = jax.nn.log_softmax(JaxCase.logits(params, x))
             value = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
             return value * jnp.nan if nan else value
 
         return loss_fn
 
+    @staticmethod
+    def logits(params, x):
+        h = jax.nn.relu(x @ params[0]["w"].T + params[0]["b"])
+        return h @ params[1]["w"].T + params[1]["b"]
+
     def prune(self, data, loss=None, **kw):
+        # a classifier: rank held-out candidates by error first, as the PyTorch adapter does
+        kw.setdefault("error_fn", jadapt.classification_error(self.logits))
         _, _, report = jadapt.prune(loss or self.loss(), self.params, data, progress=False, **kw)
         return report
 
@@ -181,6 +187,7 @@ def test_report_fields_and_random_rows(case):
     assert stage.damping == opts["damping"]
     assert stage.damping_losses[stage.damping] == pytest.approx(stage.held_out_loss, rel=0.5)
     assert min(stage.damping_losses.values()) >= 0
+    assert 0 <= stage.held_out_error <= 1  # class-index targets: ranked by error, then loss
     # Deterministic for a seed; another seed draws other rows.
     again = type(case)().prune(data, sparsity=0.7, random_state=3)  # a fresh model
     np.testing.assert_array_equal(again.weights, report.weights)

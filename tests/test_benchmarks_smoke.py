@@ -173,6 +173,20 @@ def test_loss_only_defaults_smoke_scores_every_column():
     assert "defaults below magnitude pruning's score" in out
 
 
+def test_jax_defaults_smoke_prints_every_column():
+    """benchmarks/jax_defaults.py: the JAX adapter with and without error_fn, and torch."""
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "jax", "sklearn")):
+        pytest.skip("needs torch, jax and scikit-learn")
+    out = run_script("jax_defaults.py")
+    rows = tables(out)[-1]
+    assert [r["model"] for r in rows] == ["smoke-mlp-adam"]
+    for col in ("magnitude (jax)", "jax defaults, loss alone", "jax defaults + error_fn",
+                "torch defaults"):
+        assert 0 < float(rows[0][col].rstrip("%")) <= 100
+    assert all(float(d) > 0 for d in rows[0]["damping: loss alone / error_fn"].split(" / "))
+    assert "error_fn better than the loss alone in" in out
+
+
 def test_mlpnet_real_skips_without_checkpoint(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH / "mlpnet_real.py"), "--checkpoint",

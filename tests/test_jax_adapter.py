@@ -17,6 +17,7 @@ import chita_opt  # noqa: E402
 from chita_opt.adapters.jax import (  # noqa: E402
     PytreeLayout,
     apply_masks,
+    classification_error,
     gradient_matrix,
     held_out_loss,
     leaf_paths,
@@ -437,23 +438,69 @@ def test_second_stage_uses_gradients_at_the_current_weights_on_alive_columns():
 def test_damping_auto_uses_the_held_out_loss():
     params = make_mlp((6, 12, 4), seed=3)
     x, y = make_data(80, 6, 4, seed=3)
-    new, _, report = prune(
-        ce_loss,
-        params,
-        (x[:40], y[:40]),
-        sparsity=0.7,
-        method="backsolve",
-        n_samples=40,
-        damping="auto",
-        damping_grid=(1e-4, 1e-1),
-        held_out=(x[40:], y[40:]),
-        progress=False,
-    )
+    with pytest.warns(UserWarning, match="error_fn: not given"):  # ranked by loss alone
+        new, _, report = prune(
+            ce_loss,
+            params,
+            (x[:40], y[:40]),
+            sparsity=0.7,
+            method="backsolve",
+            n_samples=40,
+            damping="auto",
+            damping_grid=(1e-4, 1e-1),
+            held_out=(x[40:], y[40:]),
+            progress=False,
+        )
     losses = {float(d): v for d, v in report.options["damping_losses"].items()}
     assert report.options["damping"] == min(losses, key=losses.get)
     assert losses[report.options["damping"]] == pytest.approx(
         held_out_loss(ce_loss, new, (x[40:], y[40:])), rel=1e-5
     )
+
+
+def test_classification_error_counts_argmax_mistakes():
+    params = make_mlp((5, 7, 3), seed=4)
+    x, y = make_data(50, 5, 3, seed=4)
+    error_fn = classification_error(mlp_logits)
+    wrong = np.argmax(np.asarray(mlp_logits(params, x)), axis=1) != y
+    assert float(error_fn(params, x, y)) == pytest.approx(wrong.mean())
+    assert 0 < wrong.mean() < 1  # the test can tell right from wrong
+    with pytest.raises(TypeError, match="apply_fn: expected a callable"):
+        classification_error("logits")
+
+
+def _auto_prune(targets, **kwargs):
+    params = make_mlp((6, 10, 4), seed=5)
+    x, _ = make_data(60, 6, 4, seed=5)
+    return prune(ce_loss if targets.dtype.kind == "i" else mse_loss, params, (x, targets),
+                 sparsity=0.6, method="backsolve", n_samples=40, damping_grid=(1e-4, 1e-1),
+                 progress=False, **kwargs)
+
+
+def mse_loss(params, x, y):
+    return jnp.mean((mlp_logits(params, x) - y) ** 2)
+
+
+def test_auto_damping_on_class_indices_without_error_fn_says_how_to_rank_by_error():
+    import warnings
+
+    y = np.random.default_rng(5).integers(0, 4, 60)
+    with pytest.warns(UserWarning, match=r"classification_error\(apply_fn\)") as caught:
+        _auto_prune(y)
+    assert sum("error_fn" in str(w.message) for w in caught) == 1  # once per call
+    assert caught[0].filename == __file__  # points at the prune call
+    with pytest.warns(UserWarning, match="error_fn: not given"):  # a list of batches too
+        x, _ = make_data(60, 6, 4, seed=5)
+        prune(ce_loss, make_mlp((6, 10, 4), seed=5), [(x[:30], y[:30]), (x[30:], y[30:])],
+              sparsity=0.6, method="backsolve", n_samples=40, damping_grid=(1e-4, 1e-1),
+              progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, _, report = _auto_prune(y, error_fn=classification_error(mlp_logits))  # no warning
+        _auto_prune(y, damping=1e-3)  # nothing held out, nothing ranked
+        _auto_prune(np.random.default_rng(5).normal(size=(60, 4)).astype(np.float32))  # regression
+    # with error_fn the candidates are ranked by error, then loss: the report has the errors
+    assert report.stages[-1].held_out_error is not None
 
 
 def test_blocks_inside_leaves_with_a_gradient_memory_limit():
@@ -602,7 +649,8 @@ def test_chita_beats_magnitude_on_real_digits():
     results = {}
     for method in ("magnitude", "chita"):
         new, masks, report = prune(
-            ce_loss, params, (X, y), sparsity=0.9, method=method, n_samples=150, progress=False
+            ce_loss, params, (X, y), sparsity=0.9, method=method, n_samples=150, progress=False,
+            error_fn=classification_error(mlp_logits),
         )
         assert int(sum(np.asarray(m["w"]).sum() for m in masks)) == report.k
         results[method] = tuple(float(v) for v in evaluate(new))

@@ -9,6 +9,11 @@ never modified)::
 
     new_params, masks, report = prune(loss_fn, params, (x_train, y_train), sparsity=0.9)
 
+For a classifier, also pass ``error_fn=classification_error(apply_fn)`` (``apply_fn(params,
+inputs) -> scores``, e.g. a Flax ``model.apply``): the damping choice then ranks candidates
+by held-out error first, as the PyTorch adapter does by itself (it sees the model's
+outputs; this adapter sees only the loss).
+
 The data flow is the package's usual one: per-example gradients of the selected
 leaves become the rows of ``G`` (:func:`gradient_matrix`), the framework-agnostic
 :mod:`chita_opt.pruning` loop builds and solves the L0 problems (one-shot,
@@ -34,11 +39,12 @@ Leaves are named by their pytree path joined with ``/``: a Flax tree
 * a callable ``select(path, leaf) -> bool`` receiving the ``/``-joined path.
 """
 from ._layout import PytreeLayout, apply_masks, leaf_paths, select_leaves
-from ._prune import gradient_matrix, held_out_loss, prune
+from ._prune import classification_error, gradient_matrix, held_out_loss, prune
 
 __all__ = [
     "PytreeLayout",
     "apply_masks",
+    "classification_error",
     "gradient_matrix",
     "held_out_loss",
     "leaf_paths",

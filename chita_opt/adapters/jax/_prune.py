@@ -1,18 +1,41 @@
-"""``prune``, ``gradient_matrix`` and ``held_out_loss`` for JAX pytrees."""
+"""``prune``, ``gradient_matrix``, ``held_out_loss``, ``classification_error`` (JAX pytrees)."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
-from ..._validation import check_positive_int
+from ..._validation import check_positive_int, describe
 from ...pruning import PruneConfig, PruneReport
 from ...pruning.config import make_config
 from ...pruning.pipeline import gradient_matrix as _gradient_matrix
 from ...pruning.pipeline import run_pipeline
-from ._adapter import JaxAdapter, LossFn, check_callable, mean_loss
+from ._adapter import JaxAdapter, LossFn, _is_tuple_of_arrays, check_callable, mean_loss
 from ._layout import PytreeLayout, Select
+
+_ERROR_FN_HINT = (
+    "error_fn: not given, so the held-out choice (damping='auto', the first-order guard) "
+    "ranks by loss alone -- this adapter sees a loss function, not the model's outputs -- "
+    "and these targets are class indices. For a classifier pass "
+    "error_fn=chita_opt.adapters.jax.classification_error(apply_fn) to rank by held-out "
+    "error first, as the PyTorch adapter does (on the model zoo's MLPs the loss alone chose "
+    "worse dampings; docs/pruning_jax.md), or filter this warning."
+)
+
+
+def _class_indices(data: Any) -> bool:
+    """Targets of ``data`` (arrays, or the first batch of a list) that are class indices:
+    one integer per example. Other iterables are not read ahead (they may be one-shot)."""
+    if isinstance(data, (list, tuple)) and data and not _is_tuple_of_arrays(data):
+        data = data[0]
+    if not _is_tuple_of_arrays(data):
+        return False
+    targets = data[1]
+    return np.ndim(targets) == 1 and np.issubdtype(np.dtype(targets.dtype), np.integer)
 
 
 def _adapter(loss_fn: Any, params: Any, select: Select, masks: Any, chunk_size: Any,
@@ -70,7 +93,12 @@ def prune(
         ``error_fn(params, inputs, targets) -> fraction wrong`` on a batch: with
         it the damping choice ranks candidates by held-out classification error
         first, then loss (what the PyTorch adapter does by itself for class-index
-        targets); without it, by loss.
+        targets); without it, by loss. For a classifier pass
+        ``error_fn=classification_error(apply_fn)``: on 33 MLP settings of the
+        model zoo, ranking by loss alone chose worse dampings (validation
+        accuracy 89.5% against 90.0%, up to 12.7 points on one setting;
+        docs/pruning_jax.md). Without it, class-index targets (integers of shape
+        ``(batch,)``) and ``damping="auto"`` give a ``UserWarning`` saying so.
     **settings
         The fields of :class:`~chita_opt.pruning.PruneConfig` (the same as
         :func:`chita_opt.adapters.torch.prune`): ``sparsity`` (required unless
@@ -93,6 +121,9 @@ def prune(
         raise ValueError(f"output_axis: expected -1 or 0, got {output_axis!r}")
     adapter.output_axis = output_axis
     cfg = make_config(config, **settings)
+    ranked = cfg.needs_gradients and (cfg.auto_damping or cfg.first_order)
+    if ranked and error_fn is None and _class_indices(held_out if held_out is not None else data):
+        warnings.warn(_ERROR_FN_HINT, UserWarning, stacklevel=2)
     report = run_pipeline(adapter, data, cfg, held_out=held_out,
                           options={"leaves": list(adapter.layout.names)})
     new_params, new_masks = adapter.write(report.weights, report.mask)
@@ -131,6 +162,31 @@ def gradient_matrix(
                       random_state=random_state, progress=False)
     G, w = _gradient_matrix(adapter, data, cfg)
     return np.array(G), w, adapter.layout
+
+
+def classification_error(apply_fn: Callable[[Any, Any], Any]) -> LossFn:
+    """``error_fn`` for :func:`prune` from a model's ``apply_fn(params, inputs) -> scores``.
+
+    The returned ``error_fn(params, inputs, targets)`` is the fraction of
+    examples whose highest score along the last axis is not the target index
+    (class-index targets, as ``optax.softmax_cross_entropy_with_integer_labels``
+    takes them; token targets ``(batch, time)`` count per token). With it,
+    ``damping="auto"`` ranks candidates by held-out error first, then loss,
+    as the PyTorch adapter does by itself. For Flax, ``apply_fn`` is
+    ``model.apply`` (called with the same variables pytree ``prune`` gets).
+    """
+    if not callable(apply_fn):
+        raise TypeError(
+            "apply_fn: expected a callable apply_fn(params, inputs) -> scores, got "
+            f"{describe(apply_fn)}"
+        )
+
+    def error_fn(params: Any, inputs: Any, targets: Any) -> Any:
+        scores = apply_fn(params, inputs)
+        return jnp.mean(jnp.argmax(scores, axis=-1) != targets)
+
+    error_fn.__qualname__ = error_fn.__name__ = "classification_error"
+    return error_fn
 
 
 def held_out_loss(loss_fn: LossFn, params: Any, data: Any, *, batch_size: int = 1024) -> float:

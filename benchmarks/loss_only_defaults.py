@@ -73,6 +73,7 @@ class Case:
     score: Callable[[nn.Module], float]
     score_name: str
     sparsities: tuple[float, ...]
+    stages: int  # CHITA++ stages of the extra row at the highest sparsity
 
 
 def autoencoder_cases(smoke: bool) -> list[Case]:
@@ -100,7 +101,8 @@ def autoencoder_cases(smoke: bool) -> list[Case]:
                 loss.backward()
                 opt.step()
         cases.append(Case(f"digits-ae-{optimiser}", model.eval(), F.mse_loss, (train, train),
-                          test_mse, "test MSE", (0.5,) if smoke else (0.5, 0.8, 0.9)))
+                          test_mse, "test MSE", (0.5,) if smoke else (0.5, 0.8, 0.9),
+                          2 if smoke else 5))
         if smoke:
             break
     return cases
@@ -118,7 +120,7 @@ def language_model_case(smoke: bool) -> Case:
     held = held[: 20_000] if smoke else held
     return Case("bytelm-2x64" if not smoke else "bytelm-smoke", model, next_byte_loss,
                 (w[:, :-1], w[:, 1:]), lambda m: perplexity(m, held, cfg.context),
-                "held-out perplexity", (0.5,) if smoke else (0.5, 0.7))
+                "held-out perplexity", (0.5,) if smoke else (0.5, 0.7), 2 if smoke else 3)
 
 
 def prune_copy(case: Case, **kwargs) -> tuple[float, object, float]:
@@ -165,6 +167,21 @@ def main() -> None:
             print("  " + " | ".join(map(str, row)), flush=True)
     print()
     _common.print_table(headers, rows)
+    staged_headers = ["model", "score", "sparsity", "stages", "magnitude", "one-shot defaults",
+                      "CHITA++ defaults (cpu s)", "CHITA++ damping 1e-3"]
+    staged = []
+    for case in cases:
+        sparsity = case.sparsities[-1]
+        mag = prune_copy(case, sparsity=sparsity, method="magnitude")[0]
+        one = prune_copy(case, sparsity=sparsity)[0]
+        multi, _, cpu = prune_copy(case, sparsity=sparsity, stages=case.stages)
+        fixed = prune_copy(case, sparsity=sparsity, stages=case.stages, damping=1e-3)[0]
+        beats.append(multi < mag)
+        staged.append([case.name, case.score_name, sparsity, case.stages, f"{mag:.4g}",
+                       f"{one:.4g}", f"{multi:.4g} ({cpu:.1f})", f"{fixed:.4g}"])
+        print("  " + " | ".join(map(str, staged[-1])), flush=True)
+    print()
+    _common.print_table(staged_headers, staged)
     print(f"\ndefaults below magnitude pruning's score (better) in {sum(beats)} of {len(beats)} "
           f"rows")
     if ratios:

@@ -160,7 +160,7 @@ def test_loss_only_defaults_smoke_scores_every_column():
     if any(importlib.util.find_spec(m) is None for m in ("torch", "sklearn")):
         pytest.skip("needs torch and scikit-learn")
     out = run_script("loss_only_defaults.py")
-    rows = tables(out)[-1]
+    rows, staged = tables(out)[-2:]
     assert [r["model"] for r in rows] == ["digits-ae-adam", "bytelm-smoke"]
     for r in rows:
         dense, mag, auto = (float(r[c]) for c in ("dense", "magnitude", "prune() defaults"))
@@ -170,6 +170,10 @@ def test_loss_only_defaults_smoke_scores_every_column():
         # magnitude pruning is one of the candidates, scored on held-out samples
         assert auto <= mag * 1.05, r
         assert r["cost ratio"] == "-" or float(r["cost ratio"].rstrip("x")) > 0
+    assert [r["stages"] for r in staged] == ["2", "2"]
+    for r in staged:
+        multi = float(r["CHITA++ defaults (cpu s)"].split()[0])
+        assert math.isfinite(multi) and 0 < multi <= float(r["magnitude"]) * 1.05, r
     assert "defaults below magnitude pruning's score" in out
 
 

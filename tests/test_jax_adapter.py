@@ -469,6 +469,10 @@ def test_classification_error_counts_argmax_mistakes():
         classification_error("logits")
 
 
+def mse_loss(params, x, y):
+    return jnp.mean((mlp_logits(params, x) - y) ** 2)
+
+
 def _auto_prune(targets, **kwargs):
     params = make_mlp((6, 10, 4), seed=5)
     x, _ = make_data(60, 6, 4, seed=5)
@@ -477,18 +481,14 @@ def _auto_prune(targets, **kwargs):
                  progress=False, **kwargs)
 
 
-def mse_loss(params, x, y):
-    return jnp.mean((mlp_logits(params, x) - y) ** 2)
-
-
 def test_auto_damping_on_class_indices_without_error_fn_says_how_to_rank_by_error():
     import warnings
 
     y = np.random.default_rng(5).integers(0, 4, 60)
     with pytest.warns(UserWarning, match=r"classification_error\(apply_fn\)") as caught:
         _auto_prune(y)
-    assert sum("error_fn" in str(w.message) for w in caught) == 1  # once per call
-    assert caught[0].filename == __file__  # points at the prune call
+    hints = [w for w in caught if "error_fn" in str(w.message)]
+    assert len(hints) == 1 and hints[0].filename == __file__  # once, at the prune call
     with pytest.warns(UserWarning, match="error_fn: not given"):  # a list of batches too
         x, _ = make_data(60, 6, 4, seed=5)
         prune(ce_loss, make_mlp((6, 10, 4), seed=5), [(x[:30], y[:30]), (x[30:], y[30:])],

@@ -12,8 +12,8 @@ deterministic, and cached outside the repository in
 ``~/.cache/chita_opt/model_zoo`` (override with ``CHITA_ZOO_CACHE``), keyed by
 a hash of the training configuration. The paper's MLPNet
 (``../shared/data/mlpnet_mnist_paper.ckpt``) is added when present.
-``HOLDOUT_ZOO`` holds ten more models (two plain CNNs added later) that no setting was
-chosen on (``benchmarks/zoo_defaults.py --holdout`` reports on them).
+``HOLDOUT_ZOO`` holds eleven more models (two plain CNNs and a ResNet added later) that
+no setting was chosen on (``benchmarks/zoo_defaults.py --holdout`` reports on them).
 
 Every dataset is split once (stratified, seed 0) into *train* digits (training
 and the pruning gradients), *validation* digits (used to choose the rule's
@@ -191,6 +191,35 @@ class CNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class ResNet(nn.Module):
+    """A stem convolution, two residual blocks with BatchNorm, global average pooling."""
+
+    def __init__(self, side: int, c: int = 16, blocks: int = 2) -> None:
+        super().__init__()
+        self.side = side
+        self.stem = nn.Conv2d(1, c, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        self.blocks = nn.Sequential(*(ResBlock(c) for _ in range(blocks)))
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, self.side, self.side)
+        x = self.blocks(F.relu(self.bn(self.stem(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 def build(cfg: dict[str, Any]) -> nn.Module:
     if cfg["arch"] == "mlp":
         return MLP(cfg["sizes"], cfg["bias"], act=cfg.get("act", "relu"))
@@ -198,6 +227,8 @@ def build(cfg: dict[str, Any]) -> nn.Module:
         return CNNBN(cfg["side"], *cfg.get("widths", (16, 32, 64)))
     if cfg["arch"] == "cnn":
         return CNN(cfg["side"], *cfg["widths"])
+    if cfg["arch"] == "resnet-bn":
+        return ResNet(cfg["side"], cfg["channels"], cfg["blocks"])
     raise ValueError(cfg["arch"])
 
 
@@ -252,6 +283,9 @@ HOLDOUT_ZOO = {
                                opt="sgd", lr=0.05, epochs=15, batch=64),
     "ho-mnist-cnn-adam": dict(data="mnist", arch="cnn", side=28, widths=[6, 16, 64],
                               opt="adam", lr=1e-3, epochs=10, batch=64),
+    # and one with residual connections
+    "ho-mnist14-resnet-bn-adam": dict(data="mnist14", arch="resnet-bn", side=14, channels=16,
+                                      blocks=2, opt="adam", lr=2e-3, epochs=15, batch=64),
 }
 EXPLORE_SPARSITIES = {"digits": (0.8, 0.9), "mnist14": (0.9, 0.95), "mnist": (0.95, 0.98)}
 # CHITA++ runs of the main table: name -> (sparsity, stages, gradient rows per stage)

@@ -42,3 +42,24 @@ def test_model_zoo_smoke(tmp_path):
     staged = [t for t in found if t and "CHITA++ auto per stage (cpu)" in t[0]]
     assert staged and len(staged[0]) == 1, out
     assert list(tmp_path.glob("smoke-mlp-adam-*.pt")), "trained weights cached by config hash"
+
+
+def test_every_zoo_architecture_builds_and_classifies_its_digits():
+    """The zoo's model configurations (CI trains only the smoke ones): each builds and maps
+    a batch of its dataset's inputs to 10 class scores."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, ZOO, build
+
+    pixels = {"digits": 64, "mnist14": 196, "mnist": 784}
+    configs = {**SMOKE_ZOO, **ZOO, **HOLDOUT_ZOO}
+    assert {cfg["arch"] for cfg in configs.values()} == {"mlp", "cnn-bn", "cnn", "resnet-bn"}
+    for name, cfg in configs.items():
+        model = build(cfg).eval()
+        with torch.no_grad():
+            out = model(torch.randn(3, pixels[cfg["data"]]))
+        assert out.shape == (3, 10), name
+        assert torch.isfinite(out).all(), name

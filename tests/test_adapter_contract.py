@@ -188,6 +188,13 @@ def test_report_fields_and_random_rows(case):
     assert stage.damping_losses[stage.damping] == pytest.approx(stage.held_out_loss, rel=0.5)
     assert min(stage.damping_losses.values()) >= 0
     assert 0 <= stage.held_out_error <= 1  # class-index targets: ranked by error, then loss
+    # ... and the report says why: every candidate's held-out error and loss
+    errors, losses = stage.damping_errors, stage.damping_losses
+    assert set(errors) == set(losses) and all(0 <= e <= 1 for e in errors.values())
+    assert stage.damping == min(errors, key=lambda d: (errors[d], losses[d], -d))
+    assert errors[stage.damping] == stage.held_out_error
+    assert opts["damping_errors"] == {f"{d:g}": e for d, e in errors.items()}
+    assert report.to_dict()["stages"][0]["damping_errors"] == opts["damping_errors"]
     # Deterministic for a seed; another seed draws other rows.
     again = type(case)().prune(data, sparsity=0.7, random_state=3)  # a fresh model
     np.testing.assert_array_equal(again.weights, report.weights)

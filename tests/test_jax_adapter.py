@@ -498,9 +498,12 @@ def test_auto_damping_on_class_indices_without_error_fn_says_how_to_rank_by_erro
         warnings.simplefilter("error")
         _, _, report = _auto_prune(y, error_fn=classification_error(mlp_logits))  # no warning
         _auto_prune(y, damping=1e-3)  # nothing held out, nothing ranked
-        _auto_prune(np.random.default_rng(5).normal(size=(60, 4)).astype(np.float32))  # regression
+        _, _, regression = _auto_prune(
+            np.random.default_rng(5).normal(size=(60, 4)).astype(np.float32))
     # with error_fn the candidates are ranked by error, then loss: the report has the errors
     assert report.stages[-1].held_out_error is not None
+    assert set(report.stages[-1].damping_errors) == set(report.stages[-1].damping_losses)
+    assert regression.stages[-1].damping_errors is None  # ranked by loss alone
 
 
 def test_blocks_inside_leaves_with_a_gradient_memory_limit():

@@ -39,7 +39,7 @@ progress=True, options=None, on_stage=None, groups=None, group_cap=None) -> Prun
     last stage N:M.
 ``PruneReport``
     ``.weights`` (p,), ``.mask`` (p,) bool, ``.stages`` (list of
-    ``StageRecord``: sparsity, k, damping, damping_losses, held_out_loss,
+    ``StageRecord``: sparsity, k, damping, damping_losses, damping_errors, held_out_loss,
     objective, gradient_time, solve_time, status), ``.layers``
     (``LayerSparsity`` per tensor when a layout is given), ``.achieved_sparsity``,
     ``.objective``, ``.gradient_time``,

@@ -356,9 +356,12 @@ def multistage_prune(
     if auto and chosen:
         report.options["damping"] = chosen[-1] if len(set(chosen)) == 1 else chosen
         report.options["damping_selection"] = "auto"
-        searched = [r.damping_losses for r in report.stages if r.damping_losses]
+        searched = [r for r in report.stages if r.damping_losses]
         if len(searched) == 1:  # one-shot: the candidates at a glance
-            report.options["damping_losses"] = {f"{d:g}": v for d, v in searched[0].items()}
+            for key in ("damping_losses", "damping_errors"):
+                values = getattr(searched[0], key)
+                if values is not None:
+                    report.options[key] = {f"{d:g}": v for d, v in values.items()}
     report.weights = w
     report.mask = alive
     if layout is not None:

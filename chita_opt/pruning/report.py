@@ -51,6 +51,11 @@ class StageRecord:
     damping_losses : dict or None
         With ``damping="auto"``: the held-out loss of the pruned network for
         every candidate damping of the search (``inf`` is magnitude pruning).
+    damping_errors : dict or None
+        The same candidates' held-out classification errors, when the adapter
+        counts them (class-index targets; a JAX ``error_fn``). The choice is
+        the lowest error, ties broken by the lowest loss, ties to the larger
+        damping; without errors, the lowest loss.
     held_out_loss, held_out_error : float or None
         Held-out loss (and classification error, when the adapter can tell) of
         the network after the stage, when held-out data was used.
@@ -75,6 +80,7 @@ class StageRecord:
     weight_change: float | None = None
     damping: float | None = None
     damping_losses: dict[float, float] | None = None
+    damping_errors: dict[float, float] | None = None
     held_out_loss: float | None = None
     held_out_error: float | None = None
     first_order_used: bool | None = None
@@ -248,8 +254,9 @@ class PruneReport:
 
 def _stage_dict(record: StageRecord) -> dict[str, Any]:
     out = vars(record).copy()
-    if out.get("damping_losses") is not None:  # JSON keys are strings
-        out["damping_losses"] = {f"{d:g}": v for d, v in out["damping_losses"].items()}
+    for key in ("damping_losses", "damping_errors"):
+        if out.get(key) is not None:  # JSON keys are strings
+            out[key] = {f"{d:g}": v for d, v in out[key].items()}
     return out
 
 

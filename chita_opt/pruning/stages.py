@@ -195,6 +195,9 @@ def _choose(
         damping=choice.damping,
         damping_losses=({d: v.loss for d, v in sorted(scores.items())}
                         if len(candidates) > 1 else None),
+        damping_errors=({d: v.error for d, v in sorted(scores.items())}
+                        if len(candidates) > 1
+                        and all(v.error is not None for v in scores.values()) else None),
         held_out_loss=best.score.loss,
         held_out_error=best.score.error,
         first_order_used=fo_used,

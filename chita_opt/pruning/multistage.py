@@ -43,7 +43,7 @@ from ._checks import (
 from .blocks import _progress
 from .damping import Score
 from .layout import ParamLayout
-from .report import LayerSparsity, PruneReport, StageRecord
+from .report import LayerSparsity, PruneReport, StageRecord, by_damping_name
 from .schedules import sparsity_schedule
 from .stages import GradientFn, StageContext, magnitude_guard, run_stage
 
@@ -361,7 +361,7 @@ def multistage_prune(
             for key in ("damping_losses", "damping_errors"):
                 values = getattr(searched[0], key)
                 if values is not None:
-                    report.options[key] = {f"{d:g}": v for d, v in values.items()}
+                    report.options[key] = by_damping_name(values)
     report.weights = w
     report.mask = alive
     if layout is not None:

@@ -252,11 +252,17 @@ class PruneReport:
         )
 
 
+def by_damping_name(values: dict[float, float]) -> dict[str, float]:
+    """``{damping: value}`` keyed by ``f"{damping:g}"`` (JSON keys are strings; ``"inf"``
+    is magnitude pruning)."""
+    return {f"{d:g}": v for d, v in values.items()}
+
+
 def _stage_dict(record: StageRecord) -> dict[str, Any]:
     out = vars(record).copy()
     for key in ("damping_losses", "damping_errors"):
-        if out.get(key) is not None:  # JSON keys are strings
-            out[key] = {f"{d:g}": v for d, v in out[key].items()}
+        if out.get(key) is not None:
+            out[key] = by_damping_name(out[key])
     return out
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from .._validation import check_nonnegative
 from ._checks import as_sequence
 from .multistage import ModelValidityWarning, _move_message, _moved_too_far
-from .report import PruneReport
+from .report import PruneReport, by_damping_name
 
 __all__ = ["DEFAULT_DAMPING_GRID", "DampingSelection", "select_damping"]
 
@@ -97,7 +97,7 @@ def select_damping(
         raise RuntimeError(
             f"select_damping: every damping gave a non-finite held-out loss: {losses}"
         )
-    best[2].options["damping_losses"] = {f"{d:g}": v for d, v in losses.items()}
+    best[2].options["damping_losses"] = by_damping_name(losses)
     far = [r for r in best[2].stages if _moved_too_far(r, r.objective is not None)]
     if far:
         warnings.warn(_move_message(far[0], f"with the chosen damping {best[0]:g}, "),

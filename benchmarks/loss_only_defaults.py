@@ -35,11 +35,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -54,8 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common  # noqa: E402
 from _lm_model import SMOKE, Config, corpus, perplexity, trained_model, windows  # noqa: E402
-
-from chita_opt.adapters.torch import prune  # noqa: E402
+from stage_damping import prune_quietly  # noqa: E402
 
 GRID = (1e-11, 1e-9, 1e-7, 1e-5, 1e-3, 1e-1)
 SMOKE_GRID = (1e-7, 1e-3)
@@ -125,12 +121,7 @@ def language_model_case(smoke: bool) -> Case:
 
 def prune_copy(case: Case, **kwargs) -> tuple[float, object, float]:
     """(score of the pruned copy, report, CPU seconds of the ``prune`` call)."""
-    m = copy.deepcopy(case.model)
-    c0 = time.process_time()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        report = prune(m, case.loss, case.data, progress=False, **kwargs)
-    cpu = time.process_time() - c0
+    m, report, cpu = prune_quietly(case.model, case.loss, case.data, **kwargs)
     return case.score(m), report, cpu
 
 

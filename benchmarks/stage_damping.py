@@ -70,17 +70,23 @@ def models(smoke: bool) -> list[tuple[str, torch.nn.Module, dict[str, Any], floa
     return out
 
 
-def prune_copy(model: torch.nn.Module, cfg: dict[str, Any],
-               **kwargs: Any) -> tuple[torch.nn.Module, Any, float]:
-    """``prune`` a copy on the training digits: (the copy, its report, CPU seconds)."""
-    X, y = dataset(cfg["data"]).part("train")
-    loss = F.nll_loss if cfg.get("loss") == "nll" else F.cross_entropy
+def prune_quietly(model: torch.nn.Module, loss: Any, data: Any,
+                  **kwargs: Any) -> tuple[torch.nn.Module, Any, float]:
+    """``prune`` a copy of ``model`` without progress bars or warnings:
+    (the copy, its report, CPU seconds of the call)."""
     m = copy.deepcopy(model)
     c0 = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = prune(m, loss, (X, y), progress=False, **kwargs)
+        report = prune(m, loss, data, progress=False, **kwargs)
     return m, report, time.process_time() - c0
+
+
+def prune_copy(model: torch.nn.Module, cfg: dict[str, Any],
+               **kwargs: Any) -> tuple[torch.nn.Module, Any, float]:
+    """``prune`` a copy on the training digits: (the copy, its report, CPU seconds)."""
+    loss = F.nll_loss if cfg.get("loss") == "nll" else F.cross_entropy
+    return prune_quietly(model, loss, dataset(cfg["data"]).part("train"), **kwargs)
 
 
 def accuracy(model: torch.nn.Module, cfg: dict[str, Any], part: str) -> float:

@@ -22,6 +22,7 @@ from chita_opt.adapters.jax import (  # noqa: E402
     held_out_loss,
     leaf_paths,
     prune,
+    select_damping,
     select_leaves,
 )
 
@@ -456,6 +457,32 @@ def test_damping_auto_uses_the_held_out_loss():
     assert losses[report.options["damping"]] == pytest.approx(
         held_out_loss(ce_loss, new, (x[40:], y[40:])), rel=1e-5
     )
+
+
+def test_select_damping_runs_every_candidate_and_keeps_the_lowest_held_out_loss():
+    params = make_mlp((6, 12, 4), seed=6)
+    x, y = make_data(90, 6, 4, seed=6)
+    before = snapshot(params)
+    grid = (1e-5, 1e-2, 10.0)
+    sel = select_damping(ce_loss, params, (x[:50], y[:50]), (x[50:], y[50:]), grid=grid,
+                         sparsity=0.7, method="backsolve", n_samples=50)
+    assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(params), strict=True))
+    assert set(sel.losses) == set(grid)
+    assert sel.damping == min(sel.losses, key=sel.losses.get)
+    assert len(set(sel.losses.values())) > 1  # the candidates gave different networks
+    # the chosen run is the one prune() makes at that damping, and its loss is the one reported
+    new, _, report = prune(ce_loss, params, (x[:50], y[:50]), sparsity=0.7, method="backsolve",
+                           n_samples=50, damping=sel.damping, progress=False)
+    np.testing.assert_array_equal(sel.report.weights, report.weights)
+    assert sel.losses[sel.damping] == pytest.approx(
+        held_out_loss(ce_loss, new, (x[50:], y[50:])), rel=1e-5)
+    assert sel.report.options["leaves"] == report.options["leaves"]
+    with pytest.raises(TypeError, match="held_out: expected"):
+        select_damping(ce_loss, params, (x, y), None, sparsity=0.7)
+    with pytest.raises(ValueError, match="held_out: expected at least one batch"):
+        select_damping(ce_loss, params, (x, y), [], sparsity=0.7)
+    with pytest.raises(ValueError, match="grid: expected at least one damping"):
+        select_damping(ce_loss, params, (x, y), (x, y), grid=[], sparsity=0.7)
 
 
 def test_classification_error_counts_argmax_mistakes():

@@ -14,7 +14,7 @@ anywhere here leaves the model as it was.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,9 @@ from .multistage import multistage_prune
 from .protocol import FrameworkAdapter
 from .report import PruneReport
 from .samples import SampleSource
+from .selection import DampingSelection, select_damping
 
-__all__ = ["gradient_matrix", "run_pipeline"]
+__all__ = ["gradient_matrix", "run_pipeline", "select_damping_runs"]
 
 
 class _Replay:
@@ -182,3 +183,26 @@ def gradient_matrix(
     rows = _GradientRows(adapter, source)
     G = rows(w, np.ones(w.size, dtype=bool))
     return G, w
+
+
+def select_damping_runs(
+    adapter: FrameworkAdapter,
+    data: Any,
+    held_out: Any,
+    config: PruneConfig,
+    grid: Sequence[float],
+    *,
+    options: Mapping[str, Any] | None = None,
+) -> DampingSelection:
+    """One whole :func:`run_pipeline` per damping of ``grid``, scored by the mean loss on
+    ``held_out`` (the adapters' ``select_damping``); the model is not modified."""
+    if held_out is None:
+        raise TypeError("held_out: expected held-out (inputs, targets) data, got None")
+    batches = list(adapter.batches(held_out))
+    if not batches:
+        raise ValueError("held_out: expected at least one batch, got an empty iterable")
+    return select_damping(
+        lambda d: run_pipeline(adapter, data, config.replace(damping=d), options=options),
+        lambda rep: adapter.evaluate(rep.weights, batches).loss,
+        grid,
+    )

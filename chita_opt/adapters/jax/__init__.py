@@ -39,7 +39,13 @@ Leaves are named by their pytree path joined with ``/``: a Flax tree
 * a callable ``select(path, leaf) -> bool`` receiving the ``/``-joined path.
 """
 from ._layout import PytreeLayout, apply_masks, leaf_paths, select_leaves
-from ._prune import classification_error, gradient_matrix, held_out_loss, prune
+from ._prune import (
+    classification_error,
+    gradient_matrix,
+    held_out_loss,
+    prune,
+    select_damping,
+)
 
 __all__ = [
     "PytreeLayout",
@@ -49,5 +55,6 @@ __all__ = [
     "held_out_loss",
     "leaf_paths",
     "prune",
+    "select_damping",
     "select_leaves",
 ]

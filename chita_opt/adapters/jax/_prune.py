@@ -1,19 +1,20 @@
-"""``prune``, ``gradient_matrix``, ``held_out_loss``, ``classification_error`` (JAX pytrees)."""
+"""``prune``, ``select_damping``, ``gradient_matrix``, ``held_out_loss``,
+``classification_error`` (JAX pytrees)."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import check_positive_int, describe
-from ...pruning import PruneConfig, PruneReport
+from ...pruning import DEFAULT_DAMPING_GRID, DampingSelection, PruneConfig, PruneReport
 from ...pruning.config import make_config
 from ...pruning.pipeline import gradient_matrix as _gradient_matrix
-from ...pruning.pipeline import run_pipeline
+from ...pruning.pipeline import run_pipeline, select_damping_runs
 from ._adapter import JaxAdapter, LossFn, _is_tuple_of_arrays, check_callable, mean_loss
 from ._layout import PytreeLayout, Select
 
@@ -128,6 +129,36 @@ def prune(
                           options={"leaves": list(adapter.layout.names)})
     new_params, new_masks = adapter.write(report.weights, report.mask)
     return new_params, new_masks, report
+
+
+def select_damping(
+    loss_fn: LossFn,
+    params: Any,
+    data: Any,
+    held_out: Any,
+    *,
+    grid: Sequence[float] = DEFAULT_DAMPING_GRID,
+    config: PruneConfig | None = None,
+    select: Select = None,
+    masks: Any = None,
+    chunk_size: int | None = None,
+    **settings: Any,
+) -> DampingSelection:
+    """Run the whole pruning once per damping in ``grid``; keep the lowest held-out loss.
+
+    The JAX counterpart of :func:`chita_opt.adapters.torch.select_damping`:
+    ``params`` are not modified, ``held_out`` is data not used for the gradients
+    (same forms as ``data``), and the
+    :class:`~chita_opt.pruning.DampingSelection` holds the chosen damping, the
+    held-out loss of every candidate and the chosen run's report (write its
+    weights with ``PytreeLayout.unflatten_params``, or call :func:`prune` with
+    ``damping=selection.damping``). :func:`prune` chooses the damping per stage
+    by itself (``damping="auto"``, the default); this compares whole runs.
+    """
+    adapter = _adapter(loss_fn, params, select, masks, chunk_size)
+    settings.setdefault("progress", False)
+    return select_damping_runs(adapter, data, held_out, make_config(config, **settings), grid,
+                               options={"leaves": list(adapter.layout.names)})
 
 
 def gradient_matrix(

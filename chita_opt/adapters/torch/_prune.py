@@ -18,10 +18,9 @@ from ...pruning import (
     PruneConfig,
     PruneReport,
 )
-from ...pruning import select_damping as _select_damping
 from ...pruning.config import make_config
 from ...pruning.pipeline import gradient_matrix as _gradient_matrix
-from ...pruning.pipeline import run_pipeline
+from ...pruning.pipeline import run_pipeline, select_damping_runs
 from ._adapter import TorchAdapter
 from ._select import Select, check_loss, check_model, resolve_selector
 from ._state import Snapshot
@@ -155,16 +154,9 @@ def select_damping(
     adapter = _adapter(model, loss_fn, select, params, chunk_size, vectorize)
     settings.setdefault("progress", False)
     cfg = make_config(config, **settings)
-    if held_out is None:
-        raise TypeError("held_out: expected held-out (inputs, targets) data, got None")
-    batches = list(adapter.batches(held_out))
     snapshot = _snapshot(model, adapter)
     try:
-        return _select_damping(
-            lambda d: run_pipeline(adapter, data, cfg.replace(damping=d)),
-            lambda rep: adapter.evaluate(rep.weights, batches).loss,
-            grid,
-        )
+        return select_damping_runs(adapter, data, held_out, cfg, grid)
     except BaseException:
         snapshot.restore()
         raise

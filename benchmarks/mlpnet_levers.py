@@ -44,7 +44,7 @@ def install_probe(model, data: bench.Data) -> None:
     probe = copy.deepcopy(model)
     tensors = [probe.get_parameter(name) for name in selected_params(probe)]
     X, y = data.X[data.grad], data.y[data.grad]
-    run_stage = multistage._run_stage
+    run_stage = multistage.run_stage
 
     def load(w):
         import torch
@@ -58,19 +58,19 @@ def install_probe(model, data: bench.Data) -> None:
     def probed(ctx, t, level, k, w, alive, **kwargs):
         load(w)
         before = evaluate(probe, X, y).loss
-        w_new, alive_new, record = run_stage(ctx, t, level, k, w, alive, **kwargs)
+        w_new, alive_new, record, alt = run_stage(ctx, t, level, k, w, alive, **kwargs)
         load(w_new)
         after = evaluate(probe, X, y).loss
         val = evaluate(probe, data.X[data.val], data.y[data.val]).accuracy
         n, dw = record.n_rows, w_new - w
-        predicted = (record.objective - 0.5 * n * ctx.damping * float(dw @ dw)) / n
+        predicted = (record.objective - 0.5 * n * record.damping * float(dw @ dw)) / n
         print(f"    stage {t:2d} k {k:6d}: predicted loss change {predicted:9.2e}, measured "
               f"{after - before:9.2e} on the gradient digits; |dw|/|w| "
               f"{np.linalg.norm(dw) / np.linalg.norm(w):.3f}; val acc {100 * val:.1f}%",
               flush=True)
-        return w_new, alive_new, record
+        return w_new, alive_new, record, alt
 
-    multistage._run_stage = probed
+    multistage.run_stage = probed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,6 +127,16 @@ def dataset(name: str) -> Split:
         if name == "mnist14":
             X = X.reshape(-1, 28, 28).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(-1, 196)
         s = _split(name, X, y, (3000, 1000, 1000))
+    elif name == "synth":
+        # not digits: a generated 5-class tabular task (40 features, 20 informative,
+        # clusters per class, 2% label noise), the same draw on every machine
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(n_samples=5000, n_features=40, n_informative=20,
+                                   n_redundant=10, n_classes=5, n_clusters_per_class=2,
+                                   flip_y=0.02, class_sep=1.0, random_state=0)
+        X = (X - X.mean(axis=0)) / X.std(axis=0)
+        s = _split(name, X, y, (3000, 1000, 1000))
     else:
         raise ValueError(name)
     _DATA[name] = s
@@ -220,6 +230,42 @@ class ResNet(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+class MLPLayerNorm(nn.Module):
+    """An MLP with LayerNorm before every hidden activation (transformer-style blocks)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.norms = nn.ModuleList(nn.LayerNorm(b) for b in sizes[1:-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1)
+        for layer, norm in zip(self.layers[:-1], self.norms, strict=True):
+            x = F.gelu(norm(layer(x)))
+        return self.layers[-1](x)
+
+
+class SeparableCNN(nn.Module):
+    """MobileNet-style: a stem, then depthwise 3x3 + pointwise 1x1 convolutions with BatchNorm."""
+
+    def __init__(self, side: int, c1: int = 16, c2: int = 32) -> None:
+        super().__init__()
+        self.side = side
+        self.stem = nn.Conv2d(1, c1, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(c1)
+        self.dw = nn.Conv2d(c1, c1, 3, padding=1, groups=c1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.pw = nn.Conv2d(c1, c2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.fc = nn.Linear(c2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, self.side, self.side)
+        x = F.max_pool2d(F.relu(self.bn0(self.stem(x))), 2)
+        x = F.relu(self.bn2(self.pw(F.relu(self.bn1(self.dw(x))))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 def build(cfg: dict[str, Any]) -> nn.Module:
     if cfg["arch"] == "mlp":
         return MLP(cfg["sizes"], cfg["bias"], act=cfg.get("act", "relu"))
@@ -229,6 +275,10 @@ def build(cfg: dict[str, Any]) -> nn.Module:
         return CNN(cfg["side"], *cfg["widths"])
     if cfg["arch"] == "resnet-bn":
         return ResNet(cfg["side"], cfg["channels"], cfg["blocks"])
+    if cfg["arch"] == "mlp-ln":
+        return MLPLayerNorm(cfg["sizes"])
+    if cfg["arch"] == "sepcnn-bn":
+        return SeparableCNN(cfg["side"], *cfg["widths"])
     raise ValueError(cfg["arch"])
 
 
@@ -286,8 +336,25 @@ HOLDOUT_ZOO = {
     # and one with residual connections
     "ho-mnist14-resnet-bn-adam": dict(data="mnist14", arch="resnet-bn", side=14, channels=16,
                                       blocks=2, opt="adam", lr=2e-3, epochs=15, batch=64),
+    # added 2026-12-07 night, after every choice: LayerNorm, depthwise-separable
+    # convolutions, label smoothing (calibration the held-out loss sees), a second ResNet
+    "ho-digits-mlp-ln-adam": dict(data="digits", arch="mlp-ln", sizes=[64, 128, 64, 10],
+                                  opt="adam", lr=1e-3, epochs=100, batch=32),
+    "ho-mnist14-sepcnn-bn-adam": dict(data="mnist14", arch="sepcnn-bn", side=14, widths=[16, 64],
+                                      opt="adam", lr=2e-3, epochs=20, batch=64),
+    "ho-mnist-mlp-smooth-sgd": dict(data="mnist", arch="mlp", sizes=[784, 256, 64, 10],
+                                    bias=True, opt="sgd", lr=0.05, epochs=15, batch=64,
+                                    smooth=0.1),
+    "ho-digits-resnet-bn-sgd": dict(data="digits", arch="resnet-bn", side=8, channels=12,
+                                    blocks=2, opt="sgd", lr=0.05, epochs=60, batch=32),
+    # and data that are not digits: a generated tabular task with 5 classes
+    "ho-synth-mlp-adam": dict(data="synth", arch="mlp", sizes=[40, 128, 64, 5], bias=True,
+                              opt="adam", lr=1e-3, epochs=60, batch=64),
+    "ho-synth-mlp-wide-sgd-wd": dict(data="synth", arch="mlp", sizes=[40, 512, 5], bias=True,
+                                     opt="sgd", lr=0.02, epochs=60, batch=32, wd=1e-3),
 }
-EXPLORE_SPARSITIES = {"digits": (0.8, 0.9), "mnist14": (0.9, 0.95), "mnist": (0.95, 0.98)}
+EXPLORE_SPARSITIES = {"digits": (0.8, 0.9), "mnist14": (0.9, 0.95), "mnist": (0.95, 0.98),
+                      "synth": (0.9, 0.95)}
 # CHITA++ runs of the main table: name -> (sparsity, stages, gradient rows per stage)
 STAGED = {
     "smoke-mlp-adam": (0.9, 3, 150),
@@ -298,6 +365,7 @@ SPARSITIES = {
     "digits": (0.5, 0.8, 0.9),
     "mnist14": (0.8, 0.9, 0.95),
     "mnist": (0.9, 0.95, 0.98),
+    "synth": (0.8, 0.9, 0.95),
 }
 
 
@@ -326,7 +394,8 @@ def train(name: str, cfg: dict[str, Any]) -> nn.Module:
         for i in range(0, len(y), cfg["batch"]):
             b = perm[i:i + cfg["batch"]]
             opt.zero_grad()
-            F.cross_entropy(model(X[b]), y[b]).backward()
+            F.cross_entropy(model(X[b]), y[b],
+                            label_smoothing=cfg.get("smooth", 0.0)).backward()
             opt.step()
     model.eval()
     CACHE.mkdir(parents=True, exist_ok=True)

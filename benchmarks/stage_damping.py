@@ -2,6 +2,7 @@
 
     python benchmarks/stage_damping.py --sweep   # choose STAGE_DAMPING on VALIDATION digits
     python benchmarks/stage_damping.py           # the defaults on TEST digits
+    python benchmarks/stage_damping.py --holdout # the same on the held-out models, TEST digits
     python benchmarks/stage_damping.py --smoke   # seconds (CI: tests/test_benchmarks_smoke.py)
 
 With ``damping="auto"`` the stages before the last use ``STAGE_DAMPING * lambda_0`` of
@@ -11,7 +12,9 @@ values of the constant and prints the accuracy on the validation digits; the def
 mode compares, on the test digits, one-shot magnitude pruning, CHITA++ with the old fixed
 damping 1e-3, CHITA++ at the defaults and one-shot at the defaults. The models are the
 zoo's (trained and cached by ``benchmarks/model_zoo.py``) plus the paper's MLPNet when
-``../shared/data`` has it. CPU seconds of one thread.
+``../shared/data`` has it; ``--holdout`` takes the zoo's held-out models (``HOLDOUT_ZOO``,
+never used to choose a setting) at their highest sparsity, 5 stages. CPU seconds of one
+thread.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common  # noqa: E402
-from model_zoo import SMOKE_ZOO, ZOO, dataset, paper_mlpnet, train  # noqa: E402
+from model_zoo import (  # noqa: E402
+    HOLDOUT_ZOO,
+    SMOKE_ZOO,
+    SPARSITIES,
+    ZOO,
+    dataset,
+    paper_mlpnet,
+    train,
+)
 
 import chita_opt.pruning.damping as damping_rule  # noqa: E402
 from chita_opt.adapters.torch import prune  # noqa: E402
@@ -54,9 +65,17 @@ SMOKE_RUNS = {"smoke-mlp-adam": (0.9, 3)}
 SWEEP = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
-def models(smoke: bool) -> list[tuple[str, torch.nn.Module, dict[str, Any], float, int]]:
+def holdout_runs() -> dict[str, tuple[float, int]]:
+    """Every held-out model at the highest sparsity of its dataset, 5 stages."""
+    return {name: (SPARSITIES[cfg["data"]][-1], 5) for name, cfg in HOLDOUT_ZOO.items()}
+
+
+def models(smoke: bool, holdout: bool = False,
+           ) -> list[tuple[str, torch.nn.Module, dict[str, Any], float, int]]:
     out = []
-    for name, (sparsity, stages) in (SMOKE_RUNS if smoke else RUNS).items():
+    runs = SMOKE_RUNS if smoke else holdout_runs() if holdout else RUNS
+    zoo = SMOKE_ZOO if smoke else HOLDOUT_ZOO if holdout else ZOO
+    for name, (sparsity, stages) in runs.items():
         if name == "mlpnet-paper":
             paper = paper_mlpnet()
             if paper is None:
@@ -64,7 +83,7 @@ def models(smoke: bool) -> list[tuple[str, torch.nn.Module, dict[str, Any], floa
                 continue
             model, cfg = paper
         else:
-            cfg = (SMOKE_ZOO if smoke else ZOO)[name]
+            cfg = zoo[name]
             model = train(name, cfg)
         out.append((name, model, cfg, sparsity, stages))
     return out
@@ -109,11 +128,15 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="STAGE_DAMPING on validation digits")
     ap.add_argument("--values", type=float, nargs="*", default=list(SWEEP),
                     help="--sweep: the STAGE_DAMPING values to try")
+    ap.add_argument("--holdout", action="store_true",
+                    help="the held-out models (HOLDOUT_ZOO) at their highest sparsity")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
+    if args.sweep and args.holdout:
+        ap.error("--sweep chooses a setting: not on the held-out models")
     torch.set_num_threads(1)
     _common.print_header("CHITA++ at prune()'s defaults: STAGE_DAMPING", ["torch"])
-    zoo = models(args.smoke)
+    zoo = models(args.smoke, args.holdout)
     run(zoo[0][1], zoo[0][2], "val", sparsity=0.5)  # compile the Numba kernels first
     rows = []
     if args.sweep:

@@ -403,7 +403,8 @@ def test_auto_stages_before_the_last_use_a_share_of_their_own_fisher_scale():
     grid = N_POINTS + 1
     assert last.damping_losses is not None
     assert grid <= len(last.damping_losses) <= grid + REFINE_STEPS
-    assert report.options.get("fallback") is None
+    # the ties did not end at magnitude pruning (the one-shot guard may prefer one-shot CHITA)
+    assert report.options.get("fallback") != "magnitude"
 
 
 def test_auto_stages_never_end_below_one_shot_magnitude_on_held_out():
@@ -422,6 +423,39 @@ def test_auto_stages_never_end_below_one_shot_magnitude_on_held_out():
     assert report.options["fallback"] == "magnitude"
     np.testing.assert_array_equal(report.weights, magnitude)
     assert report.mask.sum() == k
+
+
+def test_auto_stages_return_the_one_shot_prune_when_it_scores_better_on_held_out():
+    """CHITA++ with damping="auto" solves the whole run's one-shot problem from its first
+    stage's gradients (what stages=1 returns) and returns it when the held-out samples
+    prefer it; otherwise the multi-stage weights, with the one-shot score in the report."""
+    net = LeastSquaresNet(n=80, p=30, seed=5)
+    one = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=1, damping="auto",
+                           evaluate=net.loss, method=METHOD, progress=False)
+    w_one = one.weights.copy()
+
+    def prefers_one_shot(w):
+        return 0.0 if np.array_equal(w, w_one) else 1.0 + net.loss(w)
+
+    with pytest.warns(chita_opt.pruning.ModelValidityWarning, match="below one-shot pruning"):
+        report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3,
+                                  damping="auto", evaluate=prefers_one_shot, method=METHOD,
+                                  progress=False)
+    assert report.options["fallback"] == "one-shot"
+    np.testing.assert_array_equal(report.weights, w_one)
+    assert report.options["damping"] == one.options["damping"]
+    assert report.options["one_shot"]["damping"] == one.options["damping"]
+    assert len(report.stages) == 3  # the multi-stage run that was tried stays in the report
+
+    def prefers_stages(w):  # the one-shot weights score worst: the stages are kept
+        return 2.0 if np.array_equal(w, w_one) else net.loss(w)
+
+    kept = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3, damping="auto",
+                            evaluate=prefers_stages, method=METHOD, progress=False)
+    assert "fallback" not in kept.options
+    assert kept.options["one_shot"]["held_out_loss"] >= kept.stages[-1].held_out_loss
+    assert not np.array_equal(kept.weights, w_one)
+    assert np.count_nonzero(kept.weights) == kept.k
 
 
 def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ():

@@ -35,7 +35,10 @@ docs/benchmarks_zoo.md):
 
 CHITA++ (``stages > 1``): every stage before the last uses
 ``STAGE_DAMPING * lambda_0`` of its own gradients (:data:`STAGE_DAMPING` =
-1e-3, no search); the last stage searches as above. Searching at an early
+1e-3, no search); the last stage searches as above, and the first stage also
+solves the whole run's one-shot problem with this search, which the finished run
+must beat on the held-out samples (else the one-shot weights are returned:
+``chita_opt.pruning.multistage``). Searching at an early
 stage does not work: the network is still near dense, every candidate scores
 the same on the held-out samples, and the tie went to the largest candidate --
 magnitude pruning -- which, reused for the following stages, left the paper's

@@ -20,6 +20,7 @@ masks back into the model; this module sees numpy arrays only.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -118,8 +119,12 @@ def multistage_prune(
         or a grid relative to the Fisher's scale, :mod:`chita_opt.pruning.damping`)
         are solved and the one whose weights have the lowest ``evaluate`` wins;
         the stages before it use ``STAGE_DAMPING * lambda_0`` of their own
-        gradients; a finished multi-stage run that ``evaluate`` scores below
-        one-shot magnitude pruning is replaced by it (``report.options["fallback"]``).
+        gradients; the first stage also solves the whole run's one-shot problem
+        from its gradients (with this choice: what ``stages=1`` returns), and a
+        finished multi-stage run that ``evaluate`` scores below it, or below
+        one-shot magnitude pruning, is replaced by it
+        (``report.options["fallback"]``; ``report.options["one_shot"]`` has the
+        one-shot damping and held-out score).
     damping_grid : sequence of float, optional
         Absolute candidates for ``damping="auto"``, searched at every stage.
     evaluate : callable ``w -> Score`` (or ``-> float``), optional
@@ -281,6 +286,11 @@ def multistage_prune(
         group_cap=group_cap,
     )
     warned = False
+    # damping="auto" in CHITA++: the first stage also solves the one-shot problem of the
+    # whole run from its gradients (what stages=1 returns), for the guard after the loop
+    one_shot = ((float(levels[-1]), report.k)
+                if auto and stages > 1 and context.evaluate is not None else None)
+    alternative = None
     desc = f"{method} " + ("stages" if stages > 1 else "one-shot")
     bar = _progress(stages, progress, desc, leave=True)
     try:
@@ -305,8 +315,12 @@ def multistage_prune(
             if on_stage is not None and needs_gradients:
                 on_stage(t)
             w_before = w
-            w, alive, record = run_stage(context, t, float(level), k_t, w, alive,
-                                         final=t == len(levels))
+            w, alive, record, alt = run_stage(context, t, float(level), k_t, w, alive,
+                                              final=t == len(levels), one_shot=one_shot)
+            if alt is not None:
+                alternative, one_shot = alt, None
+                report.gradient_time += alt[2].gradient_time
+                report.solve_time += alt[2].solve_time
             record = _with_weight_change(record, w_before, w)
             if not warned and _moved_too_far(record, needs_gradients):
                 warned = True
@@ -338,22 +352,15 @@ def multistage_prune(
             report.k,
         )
     last = report.stages[-1] if report.stages else None
+    fallback_damping = None
     if auto and stages > 1 and last is not None and last.held_out_loss is not None:
-        guard = magnitude_guard(context, last, w_start, alive_start)
-        if guard is not None:
-            w, alive, score = guard
-            report.options["fallback"] = "magnitude"
-            warnings.warn(
-                f"the {stages}-stage run scored below one-shot magnitude pruning on the "
-                f"held-out samples (error {score.error}, loss {score.loss:.4g} for magnitude "
-                f"pruning against error {last.held_out_error}, loss "
-                f"{last.held_out_loss:.4g}): magnitude pruning is returned "
-                "(report.options['fallback'])",
-                ModelValidityWarning,
-                stacklevel=2,
-            )
+        w, alive, fallback_damping = _guard(report, context, last, alternative, w, alive,
+                                            w_start, alive_start)
     chosen = [r.damping for r in report.stages if r.damping is not None]
-    if auto and chosen:
+    if fallback_damping is not None:
+        report.options["damping"] = fallback_damping
+        report.options["damping_selection"] = "auto"
+    elif auto and chosen:
         report.options["damping"] = chosen[-1] if len(set(chosen)) == 1 else chosen
         report.options["damping_selection"] = "auto"
         searched = [r for r in report.stages if r.damping_losses]
@@ -368,6 +375,56 @@ def multistage_prune(
         report.layers = layer_sparsities(layout, w)
     report.total_time = time.perf_counter() - clock
     return report
+
+
+def _guard(
+    report: PruneReport, context: StageContext, last: StageRecord, alternative: Any,
+    w: np.ndarray, alive: np.ndarray, w_start: np.ndarray, alive_start: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """CHITA++ with ``damping="auto"`` never ends below one-shot pruning on the held-out samples.
+
+    The finished run is compared (held-out error, then loss) with the one-shot
+    prune of the original weights that its first stage solved (``alternative``,
+    what ``stages=1`` returns: CHITA with the held-out damping choice) and with
+    one-shot magnitude pruning; the best is returned. Returns ``(w, alive,
+    damping of the returned one-shot weights or None)``.
+    """
+    stages = report.options["stages"]
+    ran = Score(last.held_out_loss, last.held_out_error)  # type: ignore[arg-type]
+    best: tuple[str, Score, np.ndarray, np.ndarray, float | None] = ("", ran, w, alive, None)
+    if alternative is not None:
+        w_1, alive_1, rec_1 = alternative
+        score_1 = Score(rec_1.held_out_loss, rec_1.held_out_error)
+        report.options["one_shot"] = {"damping": rec_1.damping,
+                                      "held_out_loss": rec_1.held_out_loss,
+                                      "held_out_error": rec_1.held_out_error}
+        if score_1.key() < ran.key():
+            kind = "magnitude" if rec_1.damping == math.inf else "one-shot"
+            best = (kind, score_1, w_1, alive_1, rec_1.damping)
+    guard = magnitude_guard(context, replace(last, held_out_loss=best[1].loss,
+                                             held_out_error=best[1].error),
+                            w_start, alive_start)
+    if guard is not None:
+        best = ("magnitude", guard[2], guard[0], guard[1], math.inf)
+    kind, score, w_out, alive_out, damping = best
+    if not kind:
+        return w, alive, None
+    report.options["fallback"] = kind
+    what = ("one-shot magnitude pruning" if kind == "magnitude"
+            else f"one-shot pruning (damping {damping:.3g})")
+    warnings.warn(
+        f"the {stages}-stage run scored below {what} on the held-out samples "
+        f"({_describe(score)} against {_describe(ran)}): the one-shot result is returned "
+        "(report.options['fallback'])",
+        ModelValidityWarning,
+        stacklevel=3,
+    )
+    return w_out, alive_out, damping
+
+
+def _describe(score: Score) -> str:
+    loss = f"loss {score.loss:.4g}"
+    return loss if score.error is None else f"error {score.error:.4g}, {loss}"
 
 
 def _as_scorer(evaluate: Callable[[np.ndarray], Any] | None) -> Any:

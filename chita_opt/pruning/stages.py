@@ -80,14 +80,25 @@ class _Candidate:
     score: Score | None = None
 
 
+#: What :func:`run_stage` returns: the weights, the alive mask and the stage's record.
+Outcome = tuple[np.ndarray, np.ndarray, StageRecord]
+
+
 def run_stage(
     ctx: StageContext, t: int, level: float, k: int, w: np.ndarray, alive: np.ndarray,
-    *, final: bool = True,
-) -> tuple[np.ndarray, np.ndarray, StageRecord]:
-    """Prune ``w`` (alive coordinates ``alive``) to ``k`` weights: ``(w, alive, record)``."""
+    *, final: bool = True, one_shot: tuple[float, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, StageRecord, Outcome | None]:
+    """Prune ``w`` (alive coordinates ``alive``) to ``k`` weights: ``(w, alive, record, alt)``.
+
+    ``one_shot=(level, k)`` (the run's last level and budget) also solves, from
+    this stage's gradients, the one-shot problem of the whole run with the
+    held-out choice (``damping="auto"``): ``alt`` is its outcome -- what
+    ``stages=1`` returns from the same samples -- for the multi-stage run's
+    guard (:func:`chita_opt.pruning.multistage_prune`). Otherwise ``alt`` is None.
+    """
     idx = np.flatnonzero(alive)
     if not ctx.needs_gradients:
-        return _magnitude_stage(ctx, t, level, k, w, idx, final)
+        return (*_magnitude_stage(ctx, t, level, k, w, idx, final), None)
     t0 = time.perf_counter()
     if ctx.blocks is not None:
         solve_at, scale_of = _block_solver(ctx, t, level, k, w, alive, idx, final)
@@ -119,12 +130,21 @@ def run_stage(
     record = best.record
     if ctx.blocks is None:
         record = replace(record, gradient_time=record.gradient_time + grad_time)
-    return best.w, best.alive, record
+    alt = None
+    if one_shot is not None and ctx.evaluate is not None:
+        level_1, k_1 = one_shot
+        if ctx.blocks is not None:
+            solve_1, _ = _block_solver(ctx, t, level_1, k_1, w, alive, idx, True)
+        else:
+            solve_1 = _full_solver(ctx, t, level_1, k_1, w, alive, idx, G, True)
+        single = _choose(ctx, solve_1, scale_of, t, label="one-shot")
+        alt = (single.w, single.alive, single.record)
+    return best.w, best.alive, record, alt
 
 
 def _choose(
     ctx: StageContext, solve_at: Callable[..., _Candidate], scale_of: Callable[[], float],
-    t: int,
+    t: int, label: str | None = None,
 ) -> _Candidate:
     """Held-out choice of the damping (``damping="auto"``) and of the first-order term.
 
@@ -148,7 +168,8 @@ def _choose(
     tried: list[_Candidate] = []
     scores: dict[float, Score] = {}
     # the number of candidates is known only after the grid (the refinement adapts)
-    bar = _progress(None, ctx.progress and len(candidates) > 1, f"stage {t} damping")
+    bar = _progress(None, ctx.progress and len(candidates) > 1,
+                    f"{label or f'stage {t}'} damping")
 
     def prune_at(d: float, _: object) -> _Candidate:
         bar.set_postfix_str(f"damping {d:.3g}")

@@ -477,6 +477,16 @@ def test_select_damping_runs_every_candidate_and_keeps_the_lowest_held_out_loss(
     assert sel.losses[sel.damping] == pytest.approx(
         held_out_loss(ce_loss, new, (x[50:], y[50:])), rel=1e-5)
     assert sel.report.options["leaves"] == report.options["leaves"]
+    # the default candidates are relative to the Fisher's own scale at the weights
+    from chita_opt.pruning.damping import fisher_scale
+    from chita_opt.pruning.selection import relative_grid
+
+    G, _, _ = gradient_matrix(ce_loss, params, (x[:50], y[:50]), n_samples=50)
+    expected = relative_grid(fisher_scale(G))
+    default = select_damping(ce_loss, params, (x[:50], y[:50]), (x[50:], y[50:]),
+                             sparsity=0.7, method="backsolve", n_samples=50)
+    assert sorted(default.losses) == pytest.approx(sorted(expected), rel=1e-5)
+    assert max(expected) / min(expected) == pytest.approx(1e8)
     with pytest.raises(TypeError, match="held_out: expected"):
         select_damping(ce_loss, params, (x, y), None, sparsity=0.7)
     with pytest.raises(ValueError, match="held_out: expected at least one batch"):

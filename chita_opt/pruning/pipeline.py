@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from .config import PruneConfig
-from .damping import Score
+from .damping import Score, fisher_scale
 from .multistage import multistage_prune
 from .protocol import FrameworkAdapter
 from .report import PruneReport
 from .samples import SampleSource
-from .selection import DampingSelection, select_damping
+from .selection import DampingSelection, relative_grid, select_damping
 
 __all__ = ["gradient_matrix", "run_pipeline", "select_damping_runs"]
 
@@ -190,17 +190,25 @@ def select_damping_runs(
     data: Any,
     held_out: Any,
     config: PruneConfig,
-    grid: Sequence[float],
+    grid: Sequence[float] | None,
     *,
     options: Mapping[str, Any] | None = None,
 ) -> DampingSelection:
     """One whole :func:`run_pipeline` per damping of ``grid``, scored by the mean loss on
-    ``held_out`` (the adapters' ``select_damping``); the model is not modified."""
+    ``held_out`` (the adapters' ``select_damping``); the model is not modified.
+
+    ``grid=None``: :func:`~chita_opt.pruning.selection.relative_grid` of the Fisher
+    scale of the alive weights, from one gradient pass drawn as the first stage's.
+    """
     if held_out is None:
         raise TypeError("held_out: expected held-out (inputs, targets) data, got None")
     batches = list(adapter.batches(held_out))
     if not batches:
         raise ValueError("held_out: expected at least one batch, got an empty iterable")
+    if grid is None:
+        G, _ = gradient_matrix(adapter, data, config)
+        alive = adapter.flat_weights()[1]
+        grid = relative_grid(fisher_scale(G if alive.all() else G[:, alive]))
     return select_damping(
         lambda d: run_pipeline(adapter, data, config.replace(damping=d), options=options),
         lambda rep: adapter.evaluate(rep.weights, batches).loss,

@@ -18,10 +18,11 @@ import numpy as np
 
 from .._validation import check_nonnegative
 from ._checks import as_sequence
+from .damping import damping_grid
 from .multistage import ModelValidityWarning, _move_message, _moved_too_far
 from .report import PruneReport, by_damping_name
 
-__all__ = ["DEFAULT_DAMPING_GRID", "DampingSelection", "select_damping"]
+__all__ = ["DEFAULT_DAMPING_GRID", "DampingSelection", "relative_grid", "select_damping"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,19 @@ class DampingSelection:
 
 
 DEFAULT_DAMPING_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def relative_grid(scale: float) -> tuple[float, ...]:
+    """The adapters' ``select_damping`` candidates: ``scale * 10^{+1,-1,-3,-5,-7}``.
+
+    ``scale`` is the Fisher's own scale ``lambda_0`` at the weights being pruned
+    (:func:`~chita_opt.pruning.damping.fisher_scale`). An absolute grid such as
+    :data:`DEFAULT_DAMPING_GRID` is a different amount of regularisation on every
+    model (``lambda_0`` spans 8.8e-9 .. 5.4e-3 across the model zoo); the best
+    fixed damping of the zoo's rows lay between ``10^{+1}`` and ``10^{-8}``
+    ``lambda_0`` (docs/benchmarks_zoo.md), one point every two decades here.
+    """
+    return tuple(float(d) for d in damping_grid(scale=scale, n_points=5, decades=8.0, top=1.0))
 
 
 

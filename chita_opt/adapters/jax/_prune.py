@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import check_positive_int, describe
-from ...pruning import DEFAULT_DAMPING_GRID, DampingSelection, PruneConfig, PruneReport
+from ...pruning import DampingSelection, PruneConfig, PruneReport
 from ...pruning.config import make_config
 from ...pruning.pipeline import gradient_matrix as _gradient_matrix
 from ...pruning.pipeline import run_pipeline, select_damping_runs
@@ -137,7 +137,7 @@ def select_damping(
     data: Any,
     held_out: Any,
     *,
-    grid: Sequence[float] = DEFAULT_DAMPING_GRID,
+    grid: Sequence[float] | None = None,
     config: PruneConfig | None = None,
     select: Select = None,
     masks: Any = None,
@@ -148,7 +148,8 @@ def select_damping(
 
     The JAX counterpart of :func:`chita_opt.adapters.torch.select_damping`:
     ``params`` are not modified, ``held_out`` is data not used for the gradients
-    (same forms as ``data``), and the
+    (same forms as ``data``), ``grid=None`` is relative to the Fisher's own scale
+    (:func:`chita_opt.pruning.selection.relative_grid`), and the
     :class:`~chita_opt.pruning.DampingSelection` holds the chosen damping, the
     held-out loss of every candidate and the chosen run's report (write its
     weights with ``PytreeLayout.unflatten_params``, or call :func:`prune` with

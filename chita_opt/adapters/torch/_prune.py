@@ -12,7 +12,6 @@ from torch import nn
 
 from ..._validation import check_positive_int, describe
 from ...pruning import (
-    DEFAULT_DAMPING_GRID,
     DampingSelection,
     ParamLayout,
     PruneConfig,
@@ -134,7 +133,7 @@ def select_damping(
     data: Any,
     held_out: Any,
     *,
-    grid: Sequence[float] = DEFAULT_DAMPING_GRID,
+    grid: Sequence[float] | None = None,
     config: PruneConfig | None = None,
     select: Select = None,
     params: Select = None,
@@ -145,7 +144,10 @@ def select_damping(
     """Run the whole pruning once per damping in ``grid``; keep the lowest held-out loss.
 
     The model is not modified. ``held_out`` must be data not used for the
-    gradients (same forms as ``data``). Returns a
+    gradients (same forms as ``data``). ``grid=None`` (default): ten times the
+    Fisher's own scale ``lambda_0`` of the weights (one gradient pass) and four
+    points down to ``1e-7 lambda_0``, two decades apart
+    (:func:`chita_opt.pruning.selection.relative_grid`). Returns a
     :class:`~chita_opt.pruning.DampingSelection` with the chosen damping, the
     loss of every candidate and the chosen run's report. ``prune`` chooses
     the damping per stage by itself (``damping="auto"``, the default); this

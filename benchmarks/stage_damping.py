@@ -60,6 +60,9 @@ RUNS = {
     "digits-mlp3-adam-early": (0.9, 5),
     "digits-mlp2-sgd": (0.95, 5),
     "mlpnet-paper": (0.98, 15),
+    # added 2026-12-07 night: the zoo's other two models
+    "digits-mlp4-nobias-sgd": (0.9, 5),
+    "digits-cnn-bn-adam": (0.9, 5),
 }
 SMOKE_RUNS = {"smoke-mlp-adam": (0.9, 3)}
 SWEEP = (1e-1, 1e-2, 1e-3, 1e-4)

@@ -278,6 +278,23 @@ def test_demo_unwritable_output_is_a_file_error(tmp_path, capsys):
     assert_file_error(code, err, "demo", "--output", "a_file")
 
 
+def test_demo_damping_column_names_a_fallback_to_one_shot_weights():
+    """The demo table's damping is the returned weights' damping: a CHITA++ run that fell
+    back to the one-shot prune (damping="auto") shows that damping and says so."""
+    from types import SimpleNamespace
+
+    from chita_opt._cli.demo import _dampings
+
+    stages = [SimpleNamespace(damping=d) for d in (1e-6, 2e-7, 3e-8)]
+    assert _dampings(SimpleNamespace(options={}, stages=stages)) == "1e-06..3e-08"
+    fell_back = SimpleNamespace(options={"fallback": "one-shot", "damping": 4.5e-8},
+                                stages=stages)
+    assert _dampings(fell_back) == "4.5e-08 (one-shot)"
+    magnitude = SimpleNamespace(options={"fallback": "magnitude", "damping": float("inf")},
+                                stages=stages)
+    assert _dampings(magnitude) == "inf (magnitude)"
+
+
 def test_demo_corrupt_checkpoint_is_a_file_error(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")

@@ -317,7 +317,11 @@ def _prune_all(
 
 
 def _dampings(report: Any) -> str:
-    """The damping of a run: one value, or first..last over CHITA++ stages."""
+    """The damping of a run: one value, or first..last over CHITA++ stages, or the one-shot
+    weights' damping when CHITA++ fell back to them (damping="auto")."""
+    fallback = report.options.get("fallback")
+    if fallback is not None:
+        return f"{report.options['damping']:.2g} ({fallback})"
     values = [r.damping for r in report.stages if r.damping is not None]
     if not values:
         return "-"

@@ -417,9 +417,11 @@ def test_auto_stages_never_end_below_one_shot_magnitude_on_held_out():
     def evaluate(w):  # a held-out set that prefers exactly the one-shot magnitude point
         return 0.0 if np.array_equal(w, magnitude) else 1.0 + net.loss(w)
 
-    with pytest.warns(chita_opt.pruning.ModelValidityWarning, match="below one-shot magnitude"):
+    with pytest.warns(chita_opt.pruning.ModelValidityWarning,
+                      match="below one-shot magnitude") as caught:
         report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3,
                                   damping="auto", evaluate=evaluate, method=METHOD, progress=False)
+    assert {w.filename for w in caught} == {__file__}  # at the caller's line
     assert report.options["fallback"] == "magnitude"
     np.testing.assert_array_equal(report.weights, magnitude)
     assert report.mask.sum() == k

@@ -91,12 +91,13 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .._warnings import warn
 
 __all__ = [
     "DECADES",
@@ -415,7 +416,7 @@ def choose_damping(
                     msg + "; check the loss function and the pruned weights, or pass "
                     "on_nonfinite='skip' to ignore this candidate"
                 )
-            warnings.warn(msg + "; candidate skipped", RuntimeWarning, stacklevel=3)
+            warn(msg + "; candidate skipped", RuntimeWarning)
             return w
         scores[d] = score
         # ties keep the larger damping (the more conservative change)

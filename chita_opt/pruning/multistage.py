@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import check_nonnegative, check_positive_int, check_sparsity, describe
+from .._warnings import warn
 from ..problem import k_from_sparsity
 from ..result import Status
 from ._checks import (
@@ -324,7 +324,7 @@ def multistage_prune(
             record = _with_weight_change(record, w_before, w)
             if not warned and _moved_too_far(record, needs_gradients):
                 warned = True
-                warnings.warn(_move_message(record), ModelValidityWarning, stacklevel=2)
+                warn(_move_message(record), ModelValidityWarning)
             report.stages.append(record)
             report.gradient_time += record.gradient_time
             report.solve_time += record.solve_time
@@ -412,12 +412,11 @@ def _guard(
     report.options["fallback"] = kind
     what = ("one-shot magnitude pruning" if kind == "magnitude"
             else f"one-shot pruning (damping {damping:.3g})")
-    warnings.warn(
+    warn(
         f"the {stages}-stage run scored below {what} on the held-out samples "
         f"({_describe(score)} against {_describe(ran)}): the one-shot result is returned "
         "(report.options['fallback'])",
         ModelValidityWarning,
-        stacklevel=3,
     )
     return w_out, alive_out, damping
 

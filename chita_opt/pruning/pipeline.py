@@ -13,12 +13,12 @@ anywhere here leaves the model as it was.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .._warnings import warn
 from .config import PruneConfig
 from .damping import Score, fisher_scale
 from .multistage import multistage_prune
@@ -114,10 +114,10 @@ def run_pipeline(
     recorded: dict[str, Any] = {"framework": adapter.framework}
     if held_out is not None and not (config.needs_gradients
                                      and (config.auto_damping or config.first_order)):
-        warnings.warn(
+        warn(
             "held_out: not used (it scores damping candidates and the first-order term; "
             f"this run has damping={config.damping!r}, first_order={config.first_order}, "
-            f"method={config.method!r})", UserWarning, stacklevel=3,
+            f"method={config.method!r})", UserWarning,
         )
     if config.needs_gradients:
         guarded = config.auto_damping or config.first_order

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_nonnegative
+from .._warnings import warn
 from ._checks import as_sequence
 from .damping import damping_grid
 from .multistage import ModelValidityWarning, _move_message, _moved_too_far
@@ -114,6 +115,6 @@ def select_damping(
     best[2].options["damping_losses"] = by_damping_name(losses)
     far = [r for r in best[2].stages if _moved_too_far(r, r.objective is not None)]
     if far:
-        warnings.warn(_move_message(far[0], f"with the chosen damping {best[0]:g}, "),
-                      ModelValidityWarning, stacklevel=2)
+        warn(_move_message(far[0], f"with the chosen damping {best[0]:g}, "),
+             ModelValidityWarning)
     return DampingSelection(best[0], losses, best[2])

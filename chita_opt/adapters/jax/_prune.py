@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import check_positive_int, describe
+from ..._warnings import warn
 from ...pruning import DampingSelection, PruneConfig, PruneReport
 from ...pruning.config import make_config
 from ...pruning.pipeline import gradient_matrix as _gradient_matrix
@@ -124,7 +124,7 @@ def prune(
     cfg = make_config(config, **settings)
     ranked = cfg.needs_gradients and (cfg.auto_damping or cfg.first_order)
     if ranked and error_fn is None and _class_indices(held_out if held_out is not None else data):
-        warnings.warn(_ERROR_FN_HINT, UserWarning, stacklevel=2)
+        warn(_ERROR_FN_HINT, UserWarning)
     report = run_pipeline(adapter, data, cfg, held_out=held_out,
                           options={"leaves": list(adapter.layout.names)})
     new_params, new_masks = adapter.write(report.weights, report.mask)

@@ -116,6 +116,8 @@ def prune(
     masks : pytree of bool
         ``True`` where a weight may be non-zero (all ``True`` in leaves not selected).
     report : PruneReport
+        As from the PyTorch adapter (``options["one_shot"]`` and
+        ``options["fallback"]`` for CHITA++ with ``damping="auto"``).
     """
     adapter = _adapter(loss_fn, params, select, masks, chunk_size, error_fn=error_fn)
     if output_axis not in (0, -1) or isinstance(output_axis, bool):

@@ -106,7 +106,11 @@ def prune(
     -------
     PruneReport
         Per stage: the damping chosen and the held-out loss of every
-        candidate; per layer: the sparsity reached.
+        candidate; per layer: the sparsity reached. With ``stages > 1`` and
+        ``damping="auto"``, ``options["one_shot"]`` scores the one-shot prune
+        the first stage also solved, and ``options["fallback"]`` says when it
+        (or magnitude pruning) was returned because the multi-stage run scored
+        worse on the held-out samples.
     """
     adapter = _adapter(model, loss_fn, select, params, chunk_size, vectorize, recalibrate_bn)
     cfg = make_config(config, **settings)

@@ -460,6 +460,32 @@ def test_auto_stages_return_the_one_shot_prune_when_it_scores_better_on_held_out
     assert np.count_nonzero(kept.weights) == kept.k
 
 
+@pytest.mark.parametrize("extra", [
+    {"block_size": 8},                                              # blocks
+    {"groups": np.repeat(np.arange(10), 4), "group_cap": 2},         # 2:4 groups
+])
+def test_one_shot_fallback_keeps_blocks_and_group_caps(extra):
+    """The one-shot weights the guard may return are the stages=1 prune with the same
+    blocks or N:M caps -- so they keep every constraint of the run."""
+    net = LeastSquaresNet(n=80, p=40, seed=6)
+    kw = dict(sparsity=0.5, damping="auto", method=METHOD, progress=False, **extra)
+    w_one = multistage_prune(net.w0, net.gradient_fn, stages=1, evaluate=net.loss,
+                             **kw).weights.copy()
+
+    def prefers_one_shot(w):
+        return 0.0 if np.array_equal(w, w_one) else 1.0 + net.loss(w)
+
+    with pytest.warns(chita_opt.pruning.ModelValidityWarning, match="below one-shot pruning"):
+        report = multistage_prune(net.w0, net.gradient_fn, stages=3,
+                                  evaluate=prefers_one_shot, **kw)
+    assert report.options["fallback"] == "one-shot"
+    np.testing.assert_array_equal(report.weights, w_one)
+    assert np.count_nonzero(report.weights) == report.k
+    if "groups" in extra:
+        per_group = np.bincount(extra["groups"], weights=report.weights != 0)
+        assert (per_group == 2).all()
+
+
 def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ():
     """The pipeline's search: the grid, then bisection points between grid dampings when
     the held-out errors differ (a score that prefers the solution at lambda_0 * 10^-2.5),

@@ -4,6 +4,7 @@
     python benchmarks/stage_damping.py           # the defaults on TEST digits
     python benchmarks/stage_damping.py --holdout # the same on the held-out models, TEST digits
     python benchmarks/stage_damping.py --smoke   # seconds (CI: tests/test_benchmarks_smoke.py)
+    python benchmarks/stage_damping.py --sweep --values 1e-2 1e-3 --seeds 3   # mean of 3 draws
 
 With ``damping="auto"`` the stages before the last use ``STAGE_DAMPING * lambda_0`` of
 their own gradients (``chita_opt/pruning/damping.py``) and the last stage searches.
@@ -13,8 +14,9 @@ mode compares, on the test digits, one-shot magnitude pruning, CHITA++ with the 
 damping 1e-3, CHITA++ at the defaults and one-shot at the defaults. The models are the
 zoo's (trained and cached by ``benchmarks/model_zoo.py``) plus the paper's MLPNet when
 ``../shared/data`` has it; ``--holdout`` takes the zoo's held-out models (``HOLDOUT_ZOO``,
-never used to choose a setting) at their highest sparsity, 5 stages. CPU seconds of one
-thread.
+never used to choose a setting) at their highest sparsity, 5 stages. ``--seeds N``
+averages every prune over ``random_state`` 0 .. N-1 (gradient rows and held-out share are
+random draws). CPU seconds of one thread (the mean over the draws).
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def main() -> None:
                     help="--sweep: the STAGE_DAMPING values to try")
     ap.add_argument("--holdout", action="store_true",
                     help="the held-out models (HOLDOUT_ZOO) at their highest sparsity")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="average every prune over random_state = 0 .. N-1")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.sweep and args.holdout:
@@ -140,6 +144,12 @@ def main() -> None:
     torch.set_num_threads(1)
     _common.print_header("CHITA++ at prune()'s defaults: STAGE_DAMPING", ["torch"])
     zoo = models(args.smoke, args.holdout)
+
+    def mean_run(model: torch.nn.Module, cfg: dict[str, Any], part: str,
+                 **kwargs: Any) -> tuple[float, float]:
+        runs = [run(model, cfg, part, random_state=r, **kwargs) for r in range(args.seeds)]
+        return (sum(a for a, _ in runs) / len(runs), sum(c for _, c in runs) / len(runs))
+
     run(zoo[0][1], zoo[0][2], "val", sparsity=0.5)  # compile the Numba kernels first
     rows = []
     if args.sweep:
@@ -152,7 +162,7 @@ def main() -> None:
             for v in values:
                 damping_rule.STAGE_DAMPING = v
                 try:
-                    acc, cpu = run(model, cfg, "val", sparsity=sparsity, stages=stages)
+                    acc, cpu = mean_run(model, cfg, "val", sparsity=sparsity, stages=stages)
                 finally:
                     damping_rule.STAGE_DAMPING = default
                 row.append(f"{acc:.1%} ({cpu:.1f} s)")
@@ -162,10 +172,10 @@ def main() -> None:
         headers = ["model", "sparsity", "stages", "magnitude", "CHITA++ damping 1e-3 (cpu)",
                    "CHITA++ defaults (cpu)", "one-shot defaults (cpu)"]
         for name, model, cfg, sparsity, stages in zoo:
-            mag, _ = run(model, cfg, "test", sparsity=sparsity, method="magnitude")
+            mag, _ = mean_run(model, cfg, "test", sparsity=sparsity, method="magnitude")
             row: list[Any] = [name, sparsity, stages, f"{mag:.1%}"]
             for kwargs in (dict(stages=stages, damping=1e-3), dict(stages=stages), {}):
-                acc, cpu = run(model, cfg, "test", sparsity=sparsity, **kwargs)
+                acc, cpu = mean_run(model, cfg, "test", sparsity=sparsity, **kwargs)
                 row.append(f"{acc:.1%} ({cpu:.1f} s)")
             rows.append(row)
             print("  " + " | ".join(map(str, row)), flush=True)

@@ -423,6 +423,7 @@ def test_auto_stages_never_end_below_one_shot_magnitude_on_held_out():
                                   damping="auto", evaluate=evaluate, method=METHOD, progress=False)
     assert {w.filename for w in caught} == {__file__}  # at the caller's line
     assert report.options["fallback"] == "magnitude"
+    assert "returned: one-shot magnitude pruning" in str(report)
     np.testing.assert_array_equal(report.weights, magnitude)
     assert report.mask.sum() == k
 
@@ -445,6 +446,7 @@ def test_auto_stages_return_the_one_shot_prune_when_it_scores_better_on_held_out
                                   progress=False)
     assert report.options["fallback"] == "one-shot"
     np.testing.assert_array_equal(report.weights, w_one)
+    assert "returned: the one-shot prune" in report.to_table()  # the table says so
     assert report.options["damping"] == one.options["damping"]
     assert report.options["one_shot"]["damping"] == one.options["damping"]
     assert len(report.stages) == 3  # the multi-stage run that was tried stays in the report

@@ -212,6 +212,13 @@ class PruneReport:
             )
         if any(r.objective_kind == "block-sum" for r in self.stages):
             lines.append("* sum of the blocks' objectives (block approximation)")
+        fallback = self.options.get("fallback")
+        if fallback is not None:
+            # the stages above are the run that was tried; say what came back instead
+            what = ("one-shot magnitude pruning" if fallback == "magnitude" else
+                    f"the one-shot prune (damping {self.options.get('damping', float('nan')):.3g})")
+            lines.append(f"returned: {what}, which scored better on the held-out samples "
+                         "than the stages above (options['fallback'])")
         if self.layers:
             lines.append("")
             width = max(5, *(len(la.name) for la in self.layers))

@@ -137,6 +137,23 @@ def test_stage_damping_smoke_prints_every_column():
         assert 0 < acc <= 100
 
 
+def test_select_damping_grid_smoke_scores_both_grids():
+    """benchmarks/select_damping_grid.py: select_damping's absolute and default grids."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    out = run_script("select_damping_grid.py")
+    rows = tables(out)[-1]
+    assert [r["model"] for r in rows] == ["smoke-mlp-adam"]
+    for col in ("absolute grid (chosen; cpu)", "default grid (chosen; cpu)"):
+        acc, rest = rows[0][col].split("% (")
+        chosen = float(rest.split(";")[0])
+        assert 0 < float(acc) <= 100 and chosen > 0
+    # the absolute grid's choice is one of its four values
+    assert float(rows[0]["absolute grid (chosen; cpu)"].split("(")[1].split(";")[0]) in (
+        1e-4, 1e-3, 1e-2, 1e-1)
+    assert "mean test accuracy" in out
+
+
 def test_zoo_defaults_smoke_is_never_below_magnitude_by_much():
     if importlib.util.find_spec("torch") is None:
         pytest.skip("needs torch")

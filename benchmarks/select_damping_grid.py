@@ -1,0 +1,98 @@
+"""``select_damping``'s candidates: the default relative to the Fisher scale against absolute ones.
+
+    python benchmarks/select_damping_grid.py           # six rows of the zoo and held-out models
+    python benchmarks/select_damping_grid.py --smoke   # seconds (CI: test_benchmarks_smoke.py)
+
+``select_damping(model, loss, train digits, validation digits, sparsity=s)`` runs the whole
+pruning once per candidate damping and keeps the lowest validation loss; the chosen
+damping is then pruned with ``prune(damping=<chosen>)`` and scored on the test digits.
+Columns: the old absolute candidates ``(1e-4, 1e-3, 1e-2, 1e-1)``, the default
+(``grid=None``: ``lambda_0 * 10^{+1,-1,-3,-5,-7}``, relative to the Fisher's own scale at
+the weights), ``prune()`` at its defaults (held-out share of the training digits) and
+magnitude pruning. The models are trained and cached by ``benchmarks/model_zoo.py``.
+CPU seconds of one thread.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _common  # noqa: E402
+from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, ZOO, dataset, train  # noqa: E402
+from stage_damping import accuracy, prune_copy  # noqa: E402
+
+from chita_opt.adapters.torch import select_damping  # noqa: E402
+from chita_opt.pruning import DEFAULT_DAMPING_GRID  # noqa: E402
+
+ROWS = (
+    ("digits-mlp3-adam-conv", 0.8),
+    ("mnist14-lenet-sgd", 0.9),
+    ("ho-digits-mlp-tanh-adam", 0.8),
+    ("ho-mnist14-cnn-sgd", 0.9),
+    ("ho-mnist-mlp-adam-wd", 0.95),
+    ("mnist14-cnn-bn-adam", 0.9),
+)
+SMOKE_ROWS = (("smoke-mlp-adam", 0.8),)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    _common.print_header("select_damping: absolute against Fisher-relative candidates",
+                         ["torch"])
+    configs = {**SMOKE_ZOO, **ZOO, **HOLDOUT_ZOO}
+    headers = ["model", "sparsity", "absolute grid (chosen; cpu)", "default grid (chosen; cpu)",
+               "prune() defaults", "magnitude"]
+    rows: list[list[Any]] = []
+    means: dict[str, list[float]] = {h: [] for h in headers[2:]}
+    for name, sparsity in SMOKE_ROWS if args.smoke else ROWS:
+        cfg = configs[name]
+        model = train(name, cfg)
+        data = dataset(cfg["data"])
+        train_part, val_part = data.part("train"), data.part("val")
+        row: list[Any] = [name, sparsity]
+        for grid in (DEFAULT_DAMPING_GRID, None):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                c0 = time.process_time()
+                sel = select_damping(model, F.cross_entropy, train_part, val_part,
+                                     sparsity=sparsity, grid=grid)
+                cpu = time.process_time() - c0
+            pruned, _, _ = prune_copy(model, cfg, sparsity=sparsity, damping=sel.damping)
+            acc = accuracy(pruned, cfg, "test")
+            means[headers[2 if grid is not None else 3]].append(acc)
+            row.append(f"{acc:.1%} ({sel.damping:.2g}; {cpu:.1f} s)")
+        for column, kwargs in ((headers[4], {}), (headers[5], {"method": "magnitude"})):
+            pruned, _, _ = prune_copy(model, cfg, sparsity=sparsity, **kwargs)
+            acc = accuracy(pruned, cfg, "test")
+            means[column].append(acc)
+            row.append(f"{acc:.1%}")
+        rows.append(row)
+        print("  " + " | ".join(map(str, row)), flush=True)
+    print()
+    _common.print_table(headers, rows)
+    print("\nmean test accuracy: " + ", ".join(
+        f"{h.split(' (')[0]} {statistics.mean(v):.2%}" for h, v in means.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,9 @@
 """The JAX adapter at its defaults on the model zoo's MLPs, with and without ``error_fn``.
 
-    python benchmarks/jax_defaults.py            # validation digits, 33 rows, about 6 minutes
+    python benchmarks/jax_defaults.py            # validation digits, every MLP (14 since
+                                                 # 2026-12-07 night), about 8 minutes
     python benchmarks/jax_defaults.py --test     # the test digits
+    python benchmarks/jax_defaults.py --test --only ho-synth-mlp-adam   # some MLPs only
     python benchmarks/jax_defaults.py --smoke    # one small MLP, one sparsity (CI)
 
 The JAX adapter sees ``loss_fn(params, inputs, targets)``, not the model's
@@ -79,6 +81,8 @@ def main() -> None:
     ap.add_argument("--test", action="store_true", help="score on the test digits")
     ap.add_argument("--n-samples", type=int, default=None,
                     help="gradient rows per prune (default: prune's; 20%% more are held out)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="MODEL",
+                    help="run these MLPs only (names of ZOO / HOLDOUT_ZOO)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     rows_read = {} if args.n_samples is None else {"n_samples": args.n_samples}
@@ -91,6 +95,11 @@ def main() -> None:
     mlps = {name: cfg for name, cfg in configs.items() if cfg["arch"] == "mlp"}
     if args.smoke:
         mlps = dict(list(mlps.items())[:1])
+    if args.only:
+        unknown = sorted(set(args.only) - set(mlps))
+        if unknown:
+            ap.error(f"--only: not MLPs of the zoo: {unknown}; choose from {sorted(mlps)}")
+        mlps = {name: mlps[name] for name in args.only}
     headers = ["model", "sparsity", "magnitude (jax)", "jax defaults, loss alone",
                "jax defaults + error_fn", "torch defaults", "damping: loss alone / error_fn"]
     rows, columns = [], {h: [] for h in headers[2:6]}

@@ -462,6 +462,24 @@ def test_auto_stages_return_the_one_shot_prune_when_it_scores_better_on_held_out
     assert np.count_nonzero(kept.weights) == kept.k
 
 
+def test_one_shot_candidates_the_held_out_samples_cannot_score_are_skipped():
+    """A NaN held-out score in the guard's one-shot search skips that candidate (with a
+    warning) instead of failing a multi-stage run that needs no such candidate."""
+    net = LeastSquaresNet(n=80, p=30, seed=7)
+    calls = []
+
+    def evaluate(w):  # the first two scores are the one-shot search's grid candidates
+        calls.append(1)
+        return float("nan") if len(calls) <= 2 else net.loss(w)
+
+    with pytest.warns(RuntimeWarning, match="candidate skipped"):
+        report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3,
+                                  damping="auto", evaluate=evaluate, method=METHOD,
+                                  progress=False)
+    assert np.isfinite(report.options["one_shot"]["held_out_loss"])
+    assert np.count_nonzero(report.weights) == report.k
+
+
 @pytest.mark.parametrize("extra", [
     {"block_size": 8},                                              # blocks
     {"groups": np.repeat(np.arange(10), 4), "group_cap": 2},         # 2:4 groups

@@ -137,14 +137,16 @@ def run_stage(
             solve_1, _ = _block_solver(ctx, t, level_1, k_1, w, alive, idx, True)
         else:
             solve_1 = _full_solver(ctx, t, level_1, k_1, w, alive, idx, G, True)
-        single = _choose(ctx, solve_1, scale_of, t, label="one-shot")
+        # a candidate the held-out samples cannot score (NaN/Inf) is skipped with a
+        # warning: the guard must not make a run fail that would succeed without it
+        single = _choose(ctx, solve_1, scale_of, t, label="one-shot", on_nonfinite="skip")
         alt = (single.w, single.alive, single.record)
     return best.w, best.alive, record, alt
 
 
 def _choose(
     ctx: StageContext, solve_at: Callable[..., _Candidate], scale_of: Callable[[], float],
-    t: int, label: str | None = None,
+    t: int, label: str | None = None, on_nonfinite: str = "raise",
 ) -> _Candidate:
     """Held-out choice of the damping (``damping="auto"``) and of the first-order term.
 
@@ -194,7 +196,7 @@ def _choose(
 
     try:
         choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False,
-                                refine=refine, refine_if=refine_if)
+                                refine=refine, refine_if=refine_if, on_nonfinite=on_nonfinite)
     finally:
         bar.close()
     best: _Candidate = choice.w

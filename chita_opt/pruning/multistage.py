@@ -389,9 +389,9 @@ def _guard(
     one-shot magnitude pruning; the best is returned. Returns ``(w, alive,
     damping of the returned one-shot weights or None)``.
     """
-    stages = report.options["stages"]
     ran = Score(last.held_out_loss, last.held_out_error)  # type: ignore[arg-type]
-    best: tuple[str, Score, np.ndarray, np.ndarray, float | None] = ("", ran, w, alive, None)
+    score = ran
+    fallback = None  # (kind, weights, alive, damping) of a one-shot result that wins
     if alternative is not None:
         w_1, alive_1, rec_1 = alternative
         score_1 = Score(rec_1.held_out_loss, rec_1.held_out_error)
@@ -400,15 +400,14 @@ def _guard(
                                       "held_out_error": rec_1.held_out_error}
         if score_1.key() < ran.key():
             kind = "magnitude" if rec_1.damping == math.inf else "one-shot"
-            best = (kind, score_1, w_1, alive_1, rec_1.damping)
-    guard = magnitude_guard(context, replace(last, held_out_loss=best[1].loss,
-                                             held_out_error=best[1].error),
-                            w_start, alive_start)
+            score, fallback = score_1, (kind, w_1, alive_1, rec_1.damping)
+    guard = magnitude_guard(context, last, w_start, alive_start, beat=score)
     if guard is not None:
-        best = ("magnitude", guard[2], guard[0], guard[1], math.inf)
-    kind, score, w_out, alive_out, damping = best
-    if not kind:
+        score, fallback = guard[2], ("magnitude", guard[0], guard[1], math.inf)
+    if fallback is None:
         return w, alive, None
+    kind, w_out, alive_out, damping = fallback
+    stages = report.options["stages"]
     report.options["fallback"] = kind
     what = ("one-shot magnitude pruning" if kind == "magnitude"
             else f"one-shot pruning (damping {damping:.3g})")

@@ -232,24 +232,25 @@ def _choose(
 
 def magnitude_guard(
     ctx: StageContext, last: StageRecord, w_start: np.ndarray, alive_start: np.ndarray,
+    beat: Score,
 ) -> tuple[np.ndarray, np.ndarray, Score] | None:
-    """One-shot magnitude pruning of the starting weights, when it scores better.
+    """One-shot magnitude pruning of the starting weights, when it scores better than ``beat``.
 
     With ``damping="auto"`` the last stage of CHITA++ compares its candidates
     with magnitude pruning of *its own* starting point; this compares the
-    finished run with magnitude pruning of the *original* weights (one forward
+    finished run (``beat``: the best held-out score it has, at the budget of its
+    ``last`` stage) with magnitude pruning of the *original* weights (one forward
     pass), so a run whose earlier stages went wrong never ends below magnitude
     pruning on the held-out samples. Returns ``(w, alive, score)`` of magnitude
     pruning when its held-out score is strictly lower, else None.
     """
-    if ctx.evaluate is None or last.held_out_loss is None:
+    if ctx.evaluate is None:
         return None
     idx = np.flatnonzero(alive_start)
     w_mag, alive_mag, _ = _magnitude_stage(ctx, last.stage, last.sparsity, last.k, w_start,
                                            idx, True)
     mag = ctx.evaluate(w_mag)
-    ran = Score(last.held_out_loss, last.held_out_error)
-    if not all(math.isfinite(v) for v in mag.key()) or mag.key() >= ran.key():
+    if not all(math.isfinite(v) for v in mag.key()) or mag.key() >= beat.key():
         return None
     return w_mag, alive_mag, mag
 

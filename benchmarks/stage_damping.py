@@ -28,6 +28,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -128,6 +129,13 @@ def run(model: torch.nn.Module, cfg: dict[str, Any], part: str,
     return accuracy(m, cfg, part), cpu
 
 
+def mean_run(model: torch.nn.Module, cfg: dict[str, Any], part: str, seeds: int = 1,
+             **kwargs: Any) -> tuple[float, float]:
+    """:func:`run` averaged over ``random_state`` 0 .. seeds-1: (accuracy, CPU seconds)."""
+    runs = [run(model, cfg, part, random_state=r, **kwargs) for r in range(seeds)]
+    return statistics.mean(a for a, _ in runs), statistics.mean(c for _, c in runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="STAGE_DAMPING on validation digits")
@@ -145,11 +153,6 @@ def main() -> None:
     _common.print_header("CHITA++ at prune()'s defaults: STAGE_DAMPING", ["torch"])
     zoo = models(args.smoke, args.holdout)
 
-    def mean_run(model: torch.nn.Module, cfg: dict[str, Any], part: str,
-                 **kwargs: Any) -> tuple[float, float]:
-        runs = [run(model, cfg, part, random_state=r, **kwargs) for r in range(args.seeds)]
-        return (sum(a for a, _ in runs) / len(runs), sum(c for _, c in runs) / len(runs))
-
     run(zoo[0][1], zoo[0][2], "val", sparsity=0.5)  # compile the Numba kernels first
     rows = []
     if args.sweep:
@@ -162,7 +165,8 @@ def main() -> None:
             for v in values:
                 damping_rule.STAGE_DAMPING = v
                 try:
-                    acc, cpu = mean_run(model, cfg, "val", sparsity=sparsity, stages=stages)
+                    acc, cpu = mean_run(model, cfg, "val", args.seeds, sparsity=sparsity,
+                                        stages=stages)
                 finally:
                     damping_rule.STAGE_DAMPING = default
                 row.append(f"{acc:.1%} ({cpu:.1f} s)")
@@ -172,10 +176,11 @@ def main() -> None:
         headers = ["model", "sparsity", "stages", "magnitude", "CHITA++ damping 1e-3 (cpu)",
                    "CHITA++ defaults (cpu)", "one-shot defaults (cpu)"]
         for name, model, cfg, sparsity, stages in zoo:
-            mag, _ = mean_run(model, cfg, "test", sparsity=sparsity, method="magnitude")
+            mag, _ = mean_run(model, cfg, "test", args.seeds, sparsity=sparsity,
+                              method="magnitude")
             row: list[Any] = [name, sparsity, stages, f"{mag:.1%}"]
             for kwargs in (dict(stages=stages, damping=1e-3), dict(stages=stages), {}):
-                acc, cpu = mean_run(model, cfg, "test", sparsity=sparsity, **kwargs)
+                acc, cpu = mean_run(model, cfg, "test", args.seeds, sparsity=sparsity, **kwargs)
                 row.append(f"{acc:.1%} ({cpu:.1f} s)")
             rows.append(row)
             print("  " + " | ".join(map(str, row)), flush=True)

@@ -51,7 +51,7 @@ from model_zoo import (  # noqa: E402
     paper_mlpnet,
     train,
 )
-from stage_damping import accuracy, prune_copy, run  # noqa: E402
+from stage_damping import accuracy, mean_run, prune_copy, run  # noqa: E402
 
 import chita_opt.pruning.damping as damping_rule  # noqa: E402
 
@@ -108,7 +108,7 @@ def main() -> None:
     seeds = range(max(args.seeds, 1))
 
     def mean_accuracy(model: torch.nn.Module, cfg: dict[str, Any], **kwargs: Any) -> float:
-        return statistics.mean(run(model, cfg, part, random_state=r, **kwargs)[0] for r in seeds)
+        return mean_run(model, cfg, part, len(seeds), **kwargs)[0]
 
     rows, ratios, within = [], [], []
     for name, model, cfg in zoo:

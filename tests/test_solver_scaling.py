@@ -190,3 +190,19 @@ def test_columns_300_orders_of_magnitude_apart_never_crash(method, seed, l2):
     f = objective(Instance(A, y, k, l2, None, None), np.asarray(sol.w))
     # exact up to the cancellation in an interpolating fit, judged against f(0)
     assert abs(sol.objective - f) <= 1e-6 * max(abs(f), 1e-10 * 0.5 * float(y @ y))
+
+
+def test_column_norms_exact_for_zero_tiny_and_huge_columns(monkeypatch):
+    # columns whose squared norms underflow or overflow are re-measured in chunks
+    # (all-zero columns -- dead pixels -- can be thousands of them)
+    from chita_opt.solvers import _scaling
+
+    monkeypatch.setattr(_scaling, "_ODD_CHUNK", 3)  # several chunks, one partial
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((6, 9))
+    scales = np.array([1.0, 0.0, 1e-170, 1e-200, 1e170, 0.0, 1e-300, 2.0, 1e200])
+    A = B * scales
+    problem = co.L0Problem(A, np.ones(6), k=2)
+    norms = _scaling.safe_col_norms(problem)
+    expected = np.linalg.norm(B, axis=0) * scales
+    np.testing.assert_allclose(norms, expected, rtol=1e-12, atol=0.0)

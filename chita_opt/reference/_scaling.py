@@ -28,6 +28,7 @@ import numpy as np
 from ..problem import L0Problem
 from ..result import Solution, Status
 from ..solvers._common import Stopwatch, make_solution
+from ..solvers._scaling import safe_norm
 
 __all__ = ["Scaling", "objective", "rescale"]
 
@@ -37,14 +38,6 @@ __all__ = ["Scaling", "objective", "rescale"]
 #: as given, bit for bit as before).
 _LOW, _HIGH = 1e-3, 1e3
 _MAX_SPREAD = 1e2
-
-
-def _safe_norm(x: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """Euclidean norm without overflow or underflow of the squares (1e-200 -> 1e-200, not 0)."""
-    m = np.max(np.abs(x), axis=axis, initial=0.0)
-    safe = np.where(m > 0, m, 1.0)
-    scaled = x / (safe if axis is None else np.expand_dims(safe, axis))
-    return m * np.sqrt(np.sum(scaled * scaled, axis=axis))
 
 
 @dataclass(frozen=True)
@@ -118,7 +111,7 @@ def rescale(problem: L0Problem) -> Scaling | None:
     """
     A = np.asarray(problem.A, dtype=np.float64)
     l2 = problem.l2
-    norms = _safe_norm(A, axis=0)
+    norms = safe_norm(A, axis=0)
     nonzero = norms[norms > 0]
     if nonzero.size == 0:
         return None  # A = 0: f does not depend on the support's fit; nothing to scale
@@ -132,9 +125,9 @@ def rescale(problem: L0Problem) -> Scaling | None:
         spread = 1.0
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         rho = max(
-            float(_safe_norm(problem.y)),
+            float(safe_norm(problem.y)),
             float(np.max(np.abs(problem.c) / d)) if problem.has_c else 0.0,
-            math.sqrt(l2) * float(_safe_norm(problem.w_bar)) if l2 else 0.0,
+            math.sqrt(l2) * float(safe_norm(problem.w_bar)) if l2 else 0.0,
         )
     rho = rho if rho > 0 else 1.0
     scales = np.concatenate([nonzero if l2 == 0.0 else d[:1], [rho]])

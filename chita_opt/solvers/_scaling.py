@@ -25,6 +25,7 @@ be gigabytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,21 +41,30 @@ _SAFE_BAND = {np.dtype(np.float64): (1e-100, 1e100), np.dtype(np.float32): (1e-1
 _MAX_L2_SCALED = 2.0**900
 
 
-def safe_norm(v: np.ndarray) -> float:
-    """``||v||_2`` without overflow or underflow of the squares."""
-    m = float(np.max(np.abs(v), initial=0.0))
-    if m == 0.0:
-        return 0.0
-    return m * float(np.linalg.norm(v / m))
+def safe_norm(v: np.ndarray, axis: int | None = None) -> Any:
+    """``||v||_2`` (along ``axis``) without overflow or underflow of the squares."""
+    m = np.max(np.abs(v), axis=axis, initial=0.0)
+    safe = np.where(m > 0, m, 1.0)
+    scaled = v / (safe if axis is None else np.expand_dims(safe, axis))
+    out = m * np.sqrt(np.sum(scaled * scaled, axis=axis))
+    return float(out) if axis is None else out
+
+
+# Columns per chunk when re-measuring the rare columns whose squared norms
+# over/underflow: bounds the temporary copy of A's rows x chunk.
+_ODD_CHUNK = 512
 
 
 def safe_col_norms(problem: L0Problem) -> np.ndarray:
     """Column norms of ``A``, exact also where the cached squared norms over/underflow."""
     sq = np.asarray(problem.col_sq_norms)
     out = np.sqrt(sq)
+    # rare columns (but all-zero ones, e.g. dead pixels, can be thousands): rescale
+    # each by its largest entry first, a chunk of columns at a time
     odd = np.flatnonzero(~np.isfinite(sq) | (sq < 1e-250))
-    for j in odd:  # rare columns: rescale each by its largest entry first
-        out[j] = safe_norm(np.asarray(problem.A[:, j], dtype=np.float64))
+    for start in range(0, odd.size, _ODD_CHUNK):
+        cols = odd[start:start + _ODD_CHUNK]
+        out[cols] = safe_norm(np.asarray(problem.A[:, cols], dtype=np.float64), axis=0)
     return out
 
 

@@ -266,6 +266,44 @@ class SeparableCNN(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+class TinyTransformer(nn.Module):
+    """A pre-norm transformer encoder over the image's rows as tokens (ViT-style, tiny).
+
+    Every projection is an ``nn.Linear`` (no fused ``in_proj_weight``), so the
+    attention's query/key/value/output weights are pruned with the MLP's.
+    """
+
+    def __init__(self, side: int, dim: int = 32, heads: int = 4, depth: int = 2,
+                 hidden: int = 64) -> None:
+        super().__init__()
+        self.side, self.heads = side, heads
+        self.embed = nn.Linear(side, dim)
+        self.pos = nn.Parameter(torch.zeros(side, dim))
+        self.norm1 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
+        self.qkv = nn.ModuleList(nn.Linear(dim, 3 * dim) for _ in range(depth))
+        self.proj = nn.ModuleList(nn.Linear(dim, dim) for _ in range(depth))
+        self.norm2 = nn.ModuleList(nn.LayerNorm(dim) for _ in range(depth))
+        self.up = nn.ModuleList(nn.Linear(dim, hidden) for _ in range(depth))
+        self.down = nn.ModuleList(nn.Linear(hidden, dim) for _ in range(depth))
+        self.head_norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def _attend(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv[i](self.norm1[i](x)).chunk(3, dim=-1)
+        q, k, v = (z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
+                   for z in (q, k, v))
+        att = torch.softmax(q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5, dim=-1)
+        return self.proj[i]((att @ v).transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x.reshape(x.shape[0], self.side, self.side)) + self.pos
+        for i in range(len(self.qkv)):
+            x = x + self._attend(i, x)
+            x = x + self.down[i](F.gelu(self.up[i](self.norm2[i](x))))
+        return self.head(self.head_norm(x).mean(dim=1))
+
+
 def build(cfg: dict[str, Any]) -> nn.Module:
     if cfg["arch"] == "mlp":
         return MLP(cfg["sizes"], cfg["bias"], act=cfg.get("act", "relu"))
@@ -279,6 +317,8 @@ def build(cfg: dict[str, Any]) -> nn.Module:
         return MLPLayerNorm(cfg["sizes"])
     if cfg["arch"] == "sepcnn-bn":
         return SeparableCNN(cfg["side"], *cfg["widths"])
+    if cfg["arch"] == "transformer":
+        return TinyTransformer(cfg["side"], cfg["dim"], cfg["heads"], cfg["depth"], cfg["hidden"])
     raise ValueError(cfg["arch"])
 
 
@@ -352,6 +392,14 @@ HOLDOUT_ZOO = {
                               opt="adam", lr=1e-3, epochs=60, batch=64),
     "ho-synth-mlp-wide-sgd-wd": dict(data="synth", arch="mlp", sizes=[40, 512, 5], bias=True,
                                      opt="sgd", lr=0.02, epochs=60, batch=32, wd=1e-3),
+    # added 2026-12-07 (third session), after every choice: attention -- tiny
+    # transformer encoders over the image rows as tokens
+    "ho-digits-transformer-adam": dict(data="digits", arch="transformer", side=8, dim=32,
+                                       heads=4, depth=2, hidden=64, opt="adam", lr=2e-3,
+                                       epochs=80, batch=32),
+    "ho-mnist14-transformer-adam": dict(data="mnist14", arch="transformer", side=14, dim=48,
+                                        heads=4, depth=2, hidden=96, opt="adam", lr=1e-3,
+                                        epochs=20, batch=64),
 }
 EXPLORE_SPARSITIES = {"digits": (0.8, 0.9), "mnist14": (0.9, 0.95), "mnist": (0.95, 0.98),
                       "synth": (0.9, 0.95)}

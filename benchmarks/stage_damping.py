@@ -76,12 +76,17 @@ def holdout_runs() -> dict[str, tuple[float, int]]:
     return {name: (SPARSITIES[cfg["data"]][-1], 5) for name, cfg in HOLDOUT_ZOO.items()}
 
 
-def models(smoke: bool, holdout: bool = False,
+def models(smoke: bool, holdout: bool = False, only: Any = (),
            ) -> list[tuple[str, torch.nn.Module, dict[str, Any], float, int]]:
     out = []
     runs = SMOKE_RUNS if smoke else holdout_runs() if holdout else RUNS
     zoo = SMOKE_ZOO if smoke else HOLDOUT_ZOO if holdout else ZOO
+    unknown = set(only) - set(runs)
+    if unknown:
+        raise SystemExit(f"--only: expected names among {sorted(runs)}, got {sorted(unknown)}")
     for name, (sparsity, stages) in runs.items():
+        if only and name not in only:
+            continue
         if name == "mlpnet-paper":
             paper = paper_mlpnet()
             if paper is None:
@@ -145,13 +150,14 @@ def main() -> None:
                     help="the held-out models (HOLDOUT_ZOO) at their highest sparsity")
     ap.add_argument("--seeds", type=int, default=1,
                     help="average every prune over random_state = 0 .. N-1")
+    ap.add_argument("--only", nargs="*", default=[], help="models to run (default: all)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.sweep and args.holdout:
         ap.error("--sweep chooses a setting: not on the held-out models")
     torch.set_num_threads(1)
     _common.print_header("CHITA++ at prune()'s defaults: STAGE_DAMPING", ["torch"])
-    zoo = models(args.smoke, args.holdout)
+    zoo = models(args.smoke, args.holdout, args.only)
 
     run(zoo[0][1], zoo[0][2], "val", sparsity=0.5)  # compile the Numba kernels first
     rows = []

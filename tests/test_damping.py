@@ -223,6 +223,55 @@ def test_infinite_candidate_stands_for_magnitude_pruning():
     assert calls == [(math.inf, None), (1e-1, None), (1e-2, {"d": 1e-1})]
 
 
+@pytest.mark.parametrize(
+    "finite, magnitude, tie, chosen",
+    [
+        # errors 0.8 points apart (2 of 250 samples): noise, magnitude's lower loss decides
+        ((0.844, 2.338), (0.852, 2.275), 0.02, math.inf),
+        ((0.844, 2.338), (0.852, 2.275), 0.0, 1e-2),  # without the tie: the error alone
+        ((0.844, 2.338), (0.836, 2.400), 0.02, 1e-2),  # either way: the finite loss is lower
+        ((0.844, 2.338), (0.836, 2.400), 0.0, math.inf),
+        ((0.844, 2.338), (0.852, 2.400), 0.02, 1e-2),  # tied errors, the finite loss is lower
+        ((0.800, 2.900), (0.852, 2.275), 0.02, 1e-2),  # 5.2 points: a real difference
+        ((0.100, 0.300), (0.119, 0.250), 0.02, math.inf),  # within the tie at any error level
+    ],
+)
+def test_magnitude_tie_lets_the_loss_decide_between_finite_and_magnitude(
+    finite, magnitude, tie, chosen
+):
+    scores = {1e-2: finite, 1e-5: (0.95, 9.0), math.inf: magnitude}
+    choice = choose_damping(list(scores), lambda d, w0: {"d": d},
+                            lambda w: scores[w["d"]], magnitude_tie=tie)
+    assert choice.damping == chosen
+    assert choice.w == {"d": chosen}  # the weights of the candidate chosen
+
+
+def test_magnitude_tie_is_read_after_the_search_and_ignores_loss_only_scores():
+    seen = []
+    scores = {1e-2: (0.40, 1.0), math.inf: (0.41, 0.5)}
+
+    def evaluate(w):
+        seen.append(w["d"])
+        return scores[w["d"]]
+
+    def tie():
+        assert len(seen) == 2  # every candidate scored before the tie is asked for
+        return 0.02
+
+    choice = choose_damping(list(scores), lambda d, w0: {"d": d}, evaluate, magnitude_tie=tie)
+    assert math.isinf(choice.damping)
+    # a loss alone (regression, language models): nothing to tie, the lower loss wins
+    loss_only = {1e-2: 1.0, math.inf: 1.01}
+    choice = choose_damping(list(loss_only), lambda d, w0: {"d": d},
+                            lambda w: loss_only[w["d"]], magnitude_tie=0.5)
+    assert choice.damping == 1e-2
+    # no magnitude candidate: nothing changes
+    finite_only = {1e-2: (0.40, 1.0), 1e-3: (0.41, 0.5)}
+    choice = choose_damping(list(finite_only), lambda d, w0: {"d": d},
+                            lambda w: finite_only[w["d"]], magnitude_tie=0.02)
+    assert choice.damping == 1e-2
+
+
 # ------------------------------------------------------------ the refinement
 def _valley(best_exp, magnitude=3.0):
     """A held-out score with one valley at 10**best_exp (log-distance from it);

@@ -23,7 +23,12 @@ docs/benchmarks_zoo.md):
 5. Keep the candidate with the lowest held-out score
    (:func:`choose_damping`); for classifiers score by
    ``(held-out error rate, held-out mean loss)``: the error decides, the loss
-   breaks ties (the loss alone chose badly on networks the pruning breaks).
+   breaks ties (the loss alone chose badly on networks the pruning breaks) --
+   except between the best finite candidate and magnitude pruning, whose errors
+   within :func:`min_error_spread` of each other count as tied
+   (``choose_damping(magnitude_tie=...)``): a few held-out samples' worth of
+   error is noise, and on networks left near chance level it sent the choice
+   either way.
 6. Refine: :data:`REFINE_STEPS` = 2 bisection steps toward the better
    neighbour of the best (``choose_damping(refine=2)``: 2.5, then 1.25
    decades), only where the grid's held-out errors differ by at least
@@ -319,6 +324,7 @@ def choose_damping(
     on_nonfinite: str = "raise",
     refine: int = 0,
     refine_if: Callable[[list[tuple[float, ...]]], bool] | None = None,
+    magnitude_tie: float | Callable[[], float] = 0.0,
 ) -> DampingChoice:
     """Prune at each candidate damping and keep the one with the lowest held-out score.
 
@@ -363,6 +369,16 @@ def choose_damping(
         Called with the finite scores (tuples) of the grid's finite
         candidates; refine only when it returns True (None: always). The
         pipeline uses :func:`errors_differ`.
+    magnitude_tie : float or callable () -> float
+        With ``(error, loss)`` scores and ``math.inf`` among the candidates:
+        when the error rates of the best finite candidate and of magnitude
+        pruning are within this much of each other, the lower loss decides
+        between the two (default 0: the error alone). The pipeline passes
+        :func:`min_error_spread` of the held-out size (a callable, as the size
+        is known only once a candidate is scored): held-out errors a few
+        samples apart are noise -- on networks the pruning leaves near chance
+        level they sent the choice either way -- and magnitude pruning is the
+        comparison a user makes (docs/benchmarks_zoo.md).
 
     Ties go to the larger damping (the more conservative change).
 
@@ -392,10 +408,12 @@ def choose_damping(
     losses: dict[float, float] = {}
     scores: dict[float, tuple[float, ...]] = {}
     best: tuple[float, tuple[float, ...], Any] | None = None
+    best_finite: tuple[float, tuple[float, ...], Any] | None = None
+    magnitude: tuple[float, tuple[float, ...], Any] | None = None
     prev = None
 
     def try_one(d: float, start: Any) -> Any:
-        nonlocal best
+        nonlocal best, best_finite, magnitude
         w = prune_at(d, start if warm_start else None)
         raw = evaluate(w)
         score = _as_score(raw)
@@ -419,6 +437,12 @@ def choose_damping(
             warn(msg + "; candidate skipped", RuntimeWarning)
             return w
         scores[d] = score
+        # magnitude_tie compares the best finite candidate with magnitude pruning
+        if math.isinf(d):
+            magnitude = (d, score, w)
+        elif best_finite is None or score < best_finite[1] or (
+                score == best_finite[1] and d > best_finite[0]):
+            best_finite = (d, score, w)
         # ties keep the larger damping (the more conservative change)
         if best is None or score < best[1] or (score == best[1] and d > best[0]):
             best = (d, score, w)
@@ -442,8 +466,26 @@ def choose_damping(
                 break
             refined.append(d)
             try_one(d, best[2])
+    tie = magnitude_tie() if callable(magnitude_tie) else float(magnitude_tie)
+    best = _noise_aware_pick(best_finite, magnitude, tie) or best
     return DampingChoice(damping=best[0], w=best[2], losses=losses,
                          order=[*order, *refined], refined=refined)
+
+
+def _noise_aware_pick(
+    finite: tuple[float, tuple[float, ...], Any] | None,
+    magnitude: tuple[float, tuple[float, ...], Any] | None,
+    tie: float,
+) -> tuple[float, tuple[float, ...], Any] | None:
+    """The better of the best finite candidate and magnitude pruning when their
+    error rates (first elements) are within ``tie``: the lower loss (the rest
+    of the score); None when the errors differ by more, or there is no pair."""
+    if tie <= 0 or finite is None or magnitude is None:
+        return None
+    (_, mine, _), (_, mag, _) = finite, magnitude
+    if len(mine) < 2 or len(mag) < 2 or abs(mine[0] - mag[0]) > tie:
+        return None
+    return magnitude if (mag[1:], mag[0]) <= (mine[1:], mine[0]) else finite
 
 
 def min_error_spread(n: int | None) -> float:

@@ -55,7 +55,10 @@ class StageRecord:
         The same candidates' held-out classification errors, when the adapter
         counts them (class-index targets; a JAX ``error_fn``). The choice is
         the lowest error, ties broken by the lowest loss, ties to the larger
-        damping; without errors, the lowest loss.
+        damping -- except that the best finite damping and magnitude pruning
+        (``inf``) count as tied when their errors are a few held-out samples
+        apart (:func:`chita_opt.pruning.damping.min_error_spread`); without
+        errors, the lowest loss.
     held_out_loss, held_out_error : float or None
         Held-out loss (and classification error, when the adapter can tell) of
         the network after the stage, when held-out data was used.

@@ -190,13 +190,18 @@ def _choose(
     # The default grid is refined by bisection where its held-out errors differ;
     # a user's own candidates are taken as given.
     refine = _damping.REFINE_STEPS if ctx.damping is None and ctx.damping_grid is None else 0
-    def refine_if(keys: list[tuple[float, ...]]) -> bool:
+
+    def error_spread() -> float:  # what counts as a real difference of held-out errors
         n = next((sc.n for sc in scores.values() if sc.n), None)  # held-out samples
-        return errors_differ(keys, min_error_spread(n))
+        return min_error_spread(n)
+
+    def refine_if(keys: list[tuple[float, ...]]) -> bool:
+        return errors_differ(keys, error_spread())
 
     try:
         choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False,
-                                refine=refine, refine_if=refine_if, on_nonfinite=on_nonfinite)
+                                refine=refine, refine_if=refine_if, on_nonfinite=on_nonfinite,
+                                magnitude_tie=error_spread)
     finally:
         bar.close()
     best: _Candidate = choice.w

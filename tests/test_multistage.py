@@ -550,6 +550,36 @@ def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ(
         assert len(rep.stages[-1].damping_losses) == searched, n
 
 
+def test_auto_lets_the_loss_decide_against_magnitude_when_errors_are_within_noise():
+    """Held-out errors one point apart are noise on 200 samples: magnitude pruning's lower
+    loss wins; on 10,000 samples the same point is a real difference and the error decides."""
+    from chita_opt.pruning.damping import Score
+
+    net = LeastSquaresNet(n=25, p=60, seed=3)
+    k = k_from_sparsity(net.w0.size, 0.5)
+    magnitude = np.zeros_like(net.w0)
+    keep = np.argsort(-np.abs(net.w0), kind="stable")[:k]
+    magnitude[keep] = net.w0[keep]
+
+    def held_out(n):
+        def evaluate(w):
+            if np.array_equal(w, magnitude):
+                return Score(0.1, error=0.31, n=n)
+            return Score(1.0 + net.loss(w), error=0.30, n=n)
+        return evaluate
+
+    for n, chosen in ((200, math.inf), (10_000, None)):
+        report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, damping="auto",
+                                  evaluate=held_out(n), method=METHOD, progress=False)
+        d = report.stages[-1].damping
+        if chosen is None:
+            assert math.isfinite(d), n
+            assert not np.array_equal(report.weights, magnitude)
+        else:
+            assert d == chosen
+            np.testing.assert_array_equal(report.weights, magnitude)
+
+
 def test_auto_shows_the_damping_search_when_progress_is_on(capsys):
     pytest.importorskip("tqdm")
     net = LeastSquaresNet(n=25, p=60, seed=3)

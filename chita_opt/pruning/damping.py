@@ -271,7 +271,8 @@ class DampingChoice:
     Attributes
     ----------
     damping : float
-        The candidate with the lowest (finite) held-out loss.
+        The candidate chosen: the lowest (finite) held-out score, with the
+        ties described in :func:`choose_damping`.
     w : Any
         What ``prune_at`` returned for it.
     losses : dict[float, float]

@@ -272,6 +272,18 @@ def test_magnitude_tie_is_read_after_the_search_and_ignores_loss_only_scores():
     assert choice.damping == 1e-2
 
 
+@pytest.mark.parametrize("tie", [-0.01, float("nan"), float("inf"), "0.02x", None])
+def test_magnitude_tie_must_be_a_non_negative_number(tie):
+    calls = []
+    with pytest.raises(ValueError, match="magnitude_tie: expected a non-negative"):
+        choose_damping([1e-2, math.inf], lambda d, w0: calls.append(d) or d,
+                       lambda w: (0.1, 0.2), magnitude_tie=tie)
+    assert calls == []  # rejected before any solve
+    with pytest.raises(ValueError, match="magnitude_tie: expected a non-negative"):
+        choose_damping([1e-2, math.inf], lambda d, w0: d, lambda w: (0.1, 0.2),
+                       magnitude_tie=lambda: tie)
+
+
 # ------------------------------------------------------------ the refinement
 def _valley(best_exp, magnitude=3.0):
     """A held-out score with one valley at 10**best_exp (log-distance from it);

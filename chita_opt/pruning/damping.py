@@ -405,6 +405,8 @@ def choose_damping(
     refine = int(refine)
     if refine < 0:
         raise ValueError(f"refine: expected a non-negative number of steps, got {refine}")
+    if not callable(magnitude_tie):
+        _check_tie(magnitude_tie)  # before any solve
     order = sorted(set(grid), reverse=True)
     losses: dict[float, float] = {}
     scores: dict[float, tuple[float, ...]] = {}
@@ -467,10 +469,23 @@ def choose_damping(
                 break
             refined.append(d)
             try_one(d, best[2])
-    tie = magnitude_tie() if callable(magnitude_tie) else float(magnitude_tie)
+    tie = _check_tie(magnitude_tie() if callable(magnitude_tie) else magnitude_tie)
     best = _noise_aware_pick(best_finite, magnitude, tie) or best
     return DampingChoice(damping=best[0], w=best[2], losses=losses,
                          order=[*order, *refined], refined=refined)
+
+
+def _check_tie(value: Any) -> float:
+    try:
+        tie = float(value)
+    except (TypeError, ValueError):
+        tie = math.nan
+    if not (math.isfinite(tie) and tie >= 0):
+        raise ValueError(
+            f"magnitude_tie: expected a non-negative error-rate difference (or a callable "
+            f"returning one), got {value!r}"
+        )
+    return tie
 
 
 def _noise_aware_pick(

@@ -412,3 +412,31 @@ def test_refine_keeps_the_best_of_everything_tried(grid_scores, extra_scores, st
     assert table[choice.damping] == best
     # ties go to the larger damping
     assert choice.damping == max(d for d in choice.order if table[d] == best)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.floats(0.0, 5.0)), min_size=4, max_size=4),
+       st.integers(0, 3), st.sampled_from([0.0, 0.02, 0.05]))
+def test_magnitude_tie_only_trades_noise_in_the_error_for_a_lower_loss(raw, steps, tie):
+    # errors on 200 held-out samples (multiples of 0.005), losses arbitrary; the grid's
+    # largest point is magnitude pruning
+    grid = [math.inf, 1e-2, 1e-4, 1e-6]
+    table = {d: (e / 200, loss) for d, (e, loss) in zip(grid, raw, strict=True)}
+
+    def evaluate(d):
+        return table.setdefault(d, (0.2, 5.0))  # refinement points
+
+    choice = choose_damping(grid, _identity, evaluate, refine=steps, magnitude_tie=tie)
+    tried = {d: table[d] for d in choice.order}
+    lexical = min(tried, key=lambda d: (tried[d], -d))
+    best_finite = min((d for d in tried if math.isfinite(d)), key=lambda d: (tried[d], -d))
+    mag = tried[math.inf]
+    if choice.damping != lexical:
+        # the only departure from the lexicographic rule: the pair (best finite,
+        # magnitude) within the tie, decided by the lower loss
+        pair = {best_finite, math.inf}
+        assert lexical in pair and choice.damping in pair
+        assert abs(tried[best_finite][0] - mag[0]) <= tie
+        assert tried[choice.damping][1] <= tried[lexical][1]
+    # never worse than magnitude pruning's held-out error by more than the tie
+    assert tried[choice.damping][0] <= mag[0] + tie + 1e-12

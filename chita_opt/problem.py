@@ -262,6 +262,20 @@ class L0Problem:
         """The same data with a different cardinality bound (no copy of ``A``)."""
         return self.replace(k=k)
 
+    def with_l2(self, l2: float) -> L0Problem:
+        """The same data with another ridge weight ``l2``: no pass over ``A``.
+
+        The validated arrays and the cached column norms carry over (so does
+        any group cap), which is what makes solving one gradient matrix at
+        several dampings cheap (``l2 = n * damping`` for
+        :meth:`from_gradients`).
+        """
+        l2 = check_nonnegative(l2, "l2")
+        new = L0Problem._from_checked(self.A, self.y, self.k, l2, self.w_bar, self.c,
+                                      self.__dict__.get("col_sq_norms"), caps_of=self)
+        new._check_objective_scale()
+        return new
+
     def replace(self, **changes: Any) -> L0Problem:
         """A new problem with some of ``A, y, k, l2, w_bar, c, groups, group_k`` replaced.
 

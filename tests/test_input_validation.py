@@ -75,6 +75,34 @@ def test_problem_is_immutable_and_input_untouched():
     assert A_in.flags.writeable
 
 
+def test_with_l2_is_from_gradients_at_another_damping_without_a_pass_over_A():
+    G = rng.standard_normal((6, 20)).astype(np.float32)
+    w = rng.standard_normal(20)
+    groups = np.arange(20) // 4
+    base = co.L0Problem.from_gradients(G, w, k=6, damping=0.0, first_order=True).replace(
+        groups=groups, group_k=2)
+    norms = base.col_sq_norms
+    P = base.with_l2(6 * 1e-2)
+    Q = co.L0Problem.from_gradients(G, w, k=6, damping=1e-2, first_order=True).replace(
+        groups=groups, group_k=2)
+    assert P.l2 == Q.l2 and P.k == Q.k and P.A is not None
+    np.testing.assert_array_equal(P.y, Q.y)
+    np.testing.assert_array_equal(P.c, Q.c)
+    np.testing.assert_array_equal(P.groups, Q.groups)
+    assert P.group_caps is base.group_caps  # the validated caps carry over
+    assert np.shares_memory(P.A, base.A)  # no copy of A
+    np.testing.assert_array_equal(P.col_sq_norms, norms)
+    v = rng.standard_normal(20)
+    assert P.objective(v) == Q.objective(v)
+    assert co.solve(P).objective == pytest.approx(co.solve(Q).objective, rel=1e-12)
+    with pytest.raises(ValueError, match="l2: expected a finite non-negative number"):
+        base.with_l2(-1.0)
+    with pytest.raises(ValueError, match="l2: expected a finite non-negative number"):
+        base.with_l2(float("nan"))
+    with pytest.raises(ValueError, match="objective at w = 0"):
+        base.with_l2(1e308)  # finite, but l2 ||w_bar||^2 / 2 overflows
+
+
 def test_from_gradients():
     G = rng.standard_normal((6, 20)).astype(np.float32)
     w = rng.standard_normal(20)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import describe
+from .._validation import check_nonnegative, describe
 from ..problem import L0Problem
 from ..result import Status
 from . import damping as _damping
@@ -267,17 +267,30 @@ def _full_solver(
 ) -> Callable[[float, bool], _Candidate]:
     from ..solvers import solve
 
+    # One validated problem per first-order setting, re-weighted per damping: the
+    # candidates of a damping search share G's checks and column norms (each a
+    # pass over the n x p gradients) instead of repeating them.
+    bases: dict[bool, L0Problem] = {}
+
+    def problem_at(damping: float, first_order: bool) -> L0Problem:
+        base = bases.get(first_order)
+        if base is None:
+            base = L0Problem.from_gradients(
+                G, w[idx], k=k, damping=0.0, first_order=first_order,
+                first_order_scale=ctx.first_order_scale,
+            )
+            if ctx.groups is not None and final:
+                base = base.replace(groups=ctx.groups[idx], group_k=ctx.group_cap)
+            base.col_sq_norms  # noqa: B018 -- computed once, carried by with_l2
+            bases[first_order] = base
+        return base.with_l2(base.n * check_nonnegative(damping, "damping"))
+
     def solve_at(damping: float, first_order: bool) -> _Candidate:
         if math.isinf(damping):
             return _Candidate(*_magnitude_stage(ctx, t, level, k, w, idx, final))
         t1 = time.perf_counter()
-        problem = L0Problem.from_gradients(
-            G, w[idx], k=k, damping=damping, first_order=first_order,
-            first_order_scale=ctx.first_order_scale,
-        )
+        problem = problem_at(damping, first_order)
         options = _stage_options(ctx, problem, final)
-        if ctx.groups is not None and final:
-            problem = problem.replace(groups=ctx.groups[idx], group_k=ctx.group_cap)
         sol = solve(problem, method=ctx.method, **options)
         t2 = time.perf_counter()
         check_status(sol.status, sol.message, ctx.method, t)

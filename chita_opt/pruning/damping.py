@@ -440,15 +440,14 @@ def choose_damping(
             warn(msg + "; candidate skipped", RuntimeWarning)
             return w
         scores[d] = score
+        entry = (d, score, w)
         # magnitude_tie compares the best finite candidate with magnitude pruning
         if math.isinf(d):
-            magnitude = (d, score, w)
-        elif best_finite is None or score < best_finite[1] or (
-                score == best_finite[1] and d > best_finite[0]):
-            best_finite = (d, score, w)
-        # ties keep the larger damping (the more conservative change)
-        if best is None or score < best[1] or (score == best[1] and d > best[0]):
-            best = (d, score, w)
+            magnitude = entry
+        elif _beats(entry, best_finite):
+            best_finite = entry
+        if _beats(entry, best):
+            best = entry
         return w
 
     for d in order:
@@ -473,6 +472,18 @@ def choose_damping(
     best = _noise_aware_pick(best_finite, magnitude, tie) or best
     return DampingChoice(damping=best[0], w=best[2], losses=losses,
                          order=[*order, *refined], refined=refined)
+
+
+def _beats(
+    entry: tuple[float, tuple[float, ...], Any],
+    incumbent: tuple[float, tuple[float, ...], Any] | None,
+) -> bool:
+    """Whether ``(damping, score, w)`` is better than ``incumbent``: a lower score;
+    ties keep the larger damping (the more conservative change)."""
+    if incumbent is None:
+        return True
+    (d, score, _), (d_old, score_old, _) = entry, incumbent
+    return score < score_old or (score == score_old and d > d_old)
 
 
 def _check_tie(value: Any) -> float:

@@ -71,7 +71,6 @@ def relative_grid(scale: float) -> tuple[float, ...]:
     return tuple(float(d) for d in damping_grid(scale=scale, n_points=5, decades=8.0, top=1.0))
 
 
-
 def select_damping(
     run: Callable[[float], PruneReport],
     evaluate: Callable[[PruneReport], float],

@@ -21,6 +21,7 @@ from chita_opt.pruning.damping import (
     damping_grid,
     errors_differ,
     fisher_scale,
+    magnitude_wins,
     min_error_spread,
     split_held_out,
 )
@@ -244,6 +245,8 @@ def test_magnitude_tie_lets_the_loss_decide_between_finite_and_magnitude(
                             lambda w: scores[w["d"]], magnitude_tie=tie)
     assert choice.damping == chosen
     assert choice.w == {"d": chosen}  # the weights of the candidate chosen
+    # the CHITA++ guard's comparison of a finished run with magnitude pruning is this one
+    assert magnitude_wins(finite, magnitude, tie) == math.isinf(chosen)
 
 
 def test_magnitude_tie_is_read_after_the_search_and_ignores_loss_only_scores():

@@ -580,6 +580,37 @@ def test_auto_lets_the_loss_decide_against_magnitude_when_errors_are_within_nois
             np.testing.assert_array_equal(report.weights, magnitude)
 
 
+def test_auto_stages_compare_with_magnitude_as_the_one_shot_choice_does():
+    """The CHITA++ guard ties errors within the noise bar like the one-shot choice: on 200
+    held-out samples one point of error is noise and magnitude pruning's lower loss wins;
+    on 10,000 the error decides against it."""
+    from chita_opt.pruning.damping import Score
+
+    net = LeastSquaresNet(n=80, p=30, seed=4)
+    k = k_from_sparsity(net.w0.size, 0.7)
+    magnitude = np.zeros_like(net.w0)
+    top = np.argsort(-np.abs(net.w0), kind="stable")[:k]
+    magnitude[top] = net.w0[top]
+
+    def held_out(n):
+        def evaluate(w):
+            if np.array_equal(w, magnitude):
+                return Score(0.1, error=0.31, n=n)
+            return Score(1.0 + net.loss(w), error=0.30, n=n)
+        return evaluate
+
+    with pytest.warns(chita_opt.pruning.ModelValidityWarning, match="below one-shot magnitude"):
+        report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3,
+                                  damping="auto", evaluate=held_out(200), method=METHOD,
+                                  progress=False)
+    assert report.options["fallback"] == "magnitude"
+    np.testing.assert_array_equal(report.weights, magnitude)
+    kept = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3, damping="auto",
+                            evaluate=held_out(10_000), method=METHOD, progress=False)
+    assert kept.options.get("fallback") != "magnitude"  # the stages or one-shot CHITA
+    assert not np.array_equal(kept.weights, magnitude)
+
+
 def test_auto_shows_the_damping_search_when_progress_is_on(capsys):
     pytest.importorskip("tqdm")
     net = LeastSquaresNet(n=25, p=60, seed=3)

@@ -42,8 +42,9 @@ CHITA++ (``stages > 1``): every stage before the last uses
 ``STAGE_DAMPING * lambda_0`` of its own gradients (:data:`STAGE_DAMPING` =
 1e-2, no search); the last stage searches as above, and the first stage also
 solves the whole run's one-shot problem with this search, which the finished run
-must beat on the held-out samples (else the one-shot weights are returned:
-``chita_opt.pruning.multistage``). Searching at an early
+must beat on the held-out samples, as must magnitude pruning of the original
+weights -- compared as in step 5, :func:`magnitude_wins` (else the one-shot weights
+are returned: ``chita_opt.pruning.multistage``). Searching at an early
 stage does not work: the network is still near dense, every candidate scores
 the same on the held-out samples, and the tie went to the largest candidate --
 magnitude pruning -- which, reused for the following stages, left the paper's
@@ -119,6 +120,7 @@ __all__ = [
     "damping_grid",
     "errors_differ",
     "fisher_scale",
+    "magnitude_wins",
     "min_error_spread",
     "split_held_out",
 ]
@@ -469,7 +471,8 @@ def choose_damping(
             refined.append(d)
             try_one(d, best[2])
     tie = _check_tie(magnitude_tie() if callable(magnitude_tie) else magnitude_tie)
-    best = _noise_aware_pick(best_finite, magnitude, tie) or best
+    if best_finite is not None and magnitude is not None:
+        best = magnitude if magnitude_wins(best_finite[1], magnitude[1], tie) else best_finite
     return DampingChoice(damping=best[0], w=best[2], losses=losses,
                          order=[*order, *refined], refined=refined)
 
@@ -499,20 +502,21 @@ def _check_tie(value: Any) -> float:
     return tie
 
 
-def _noise_aware_pick(
-    finite: tuple[float, tuple[float, ...], Any] | None,
-    magnitude: tuple[float, tuple[float, ...], Any] | None,
-    tie: float,
-) -> tuple[float, tuple[float, ...], Any] | None:
-    """The better of the best finite candidate and magnitude pruning when their
-    error rates (first elements) are within ``tie``: the lower loss (the rest
-    of the score); None when the errors differ by more, or there is no pair."""
-    if tie <= 0 or finite is None or magnitude is None:
-        return None
-    (_, mine, _), (_, mag, _) = finite, magnitude
-    if len(mine) < 2 or len(mag) < 2 or abs(mine[0] - mag[0]) > tie:
-        return None
-    return magnitude if (mag[1:], mag[0]) <= (mine[1:], mine[0]) else finite
+def magnitude_wins(finite: Sequence[float], magnitude: Sequence[float], tie: float) -> bool:
+    """Whether magnitude pruning's held-out score beats a finite damping's.
+
+    Scores compare lexicographically (the error rate, then the loss), equal
+    scores going to magnitude pruning (the larger damping) -- except that
+    ``(error, loss)`` scores whose error rates are within ``tie`` of each
+    other are decided by the loss (then the error): a few held-out samples'
+    worth of error is noise (``magnitude_tie`` of :func:`choose_damping`; the
+    CHITA++ guard, :func:`chita_opt.pruning.stages.magnitude_guard`, compares
+    the finished run the same way).
+    """
+    mine, mag = tuple(finite), tuple(magnitude)
+    if tie > 0 and len(mine) > 1 and len(mag) > 1 and abs(mine[0] - mag[0]) <= tie:
+        return (mag[1:], mag[0]) <= (mine[1:], mine[0])
+    return mag <= mine
 
 
 def min_error_spread(n: int | None) -> float:

@@ -385,8 +385,10 @@ def _guard(
 
     The finished run is compared (held-out error, then loss) with the one-shot
     prune of the original weights that its first stage solved (``alternative``,
-    what ``stages=1`` returns: CHITA with the held-out damping choice) and with
-    one-shot magnitude pruning; the best is returned. Returns ``(w, alive,
+    what ``stages=1`` returns: CHITA with the held-out damping choice), then
+    with one-shot magnitude pruning as the one-shot choice compares a damping
+    with it (:func:`~chita_opt.pruning.stages.magnitude_guard`: errors within
+    the noise bar are decided by the loss); the best is returned. Returns ``(w, alive,
     damping of the returned one-shot weights or None)``.
     """
     ran = Score(last.held_out_loss, last.held_out_error)  # type: ignore[arg-type]
@@ -398,9 +400,9 @@ def _guard(
         report.options["one_shot"] = {"damping": rec_1.damping,
                                       "held_out_loss": rec_1.held_out_loss,
                                       "held_out_error": rec_1.held_out_error}
-        if score_1.key() < ran.key():
-            kind = "magnitude" if rec_1.damping == math.inf else "one-shot"
-            score, fallback = score_1, (kind, w_1, alive_1, rec_1.damping)
+        # a one-shot choice of magnitude pruning is the magnitude guard's to compare
+        if rec_1.damping != math.inf and score_1.key() < ran.key():
+            score, fallback = score_1, ("one-shot", w_1, alive_1, rec_1.damping)
     guard = magnitude_guard(context, last, w_start, alive_start, beat=score)
     if guard is not None:
         score, fallback = guard[2], ("magnitude", guard[0], guard[1], math.inf)

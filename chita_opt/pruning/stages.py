@@ -30,6 +30,7 @@ from .damping import (
     damping_grid,
     errors_differ,
     fisher_scale,
+    magnitude_wins,
     min_error_spread,
 )
 from .patterns import fill_groups, top_per_group
@@ -246,8 +247,11 @@ def magnitude_guard(
     finished run (``beat``: the best held-out score it has, at the budget of its
     ``last`` stage) with magnitude pruning of the *original* weights (one forward
     pass), so a run whose earlier stages went wrong never ends below magnitude
-    pruning on the held-out samples. Returns ``(w, alive, score)`` of magnitude
-    pruning when its held-out score is strictly lower, else None.
+    pruning on the held-out samples. The comparison is the one-shot choice's
+    (:func:`~chita_opt.pruning.damping.magnitude_wins`): held-out error rates
+    within :func:`~chita_opt.pruning.damping.min_error_spread` of each other
+    count as tied and the loss decides. Returns ``(w, alive, score)`` of
+    magnitude pruning when it wins (an equal score keeps the run), else None.
     """
     if ctx.evaluate is None:
         return None
@@ -255,7 +259,8 @@ def magnitude_guard(
     w_mag, alive_mag, _ = _magnitude_stage(ctx, last.stage, last.sparsity, last.k, w_start,
                                            idx, True)
     mag = ctx.evaluate(w_mag)
-    if not all(math.isfinite(v) for v in mag.key()) or mag.key() >= beat.key():
+    if (not all(math.isfinite(v) for v in mag.key()) or mag.key() == beat.key()
+            or not magnitude_wins(beat.key(), mag.key(), min_error_spread(mag.n))):
         return None
     return w_mag, alive_mag, mag
 

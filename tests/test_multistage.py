@@ -550,13 +550,13 @@ def test_auto_bisects_toward_the_best_damping_only_where_held_out_errors_differ(
         assert len(rep.stages[-1].damping_losses) == searched, n
 
 
-def test_auto_lets_the_loss_decide_against_magnitude_when_errors_are_within_noise():
-    """Held-out errors one point apart are noise on 200 samples: magnitude pruning's lower
-    loss wins; on 10,000 samples the same point is a real difference and the error decides."""
+def _one_point_worse_magnitude(net, sparsity):
+    """One-shot magnitude pruning at ``sparsity``, and ``held_out(n)``: held-out scores on
+    ``n`` samples where it has one point more error than any other weights, and a lower
+    loss."""
     from chita_opt.pruning.damping import Score
 
-    net = LeastSquaresNet(n=25, p=60, seed=3)
-    k = k_from_sparsity(net.w0.size, 0.5)
+    k = k_from_sparsity(net.w0.size, sparsity)
     magnitude = np.zeros_like(net.w0)
     keep = np.argsort(-np.abs(net.w0), kind="stable")[:k]
     magnitude[keep] = net.w0[keep]
@@ -568,6 +568,14 @@ def test_auto_lets_the_loss_decide_against_magnitude_when_errors_are_within_nois
             return Score(1.0 + net.loss(w), error=0.30, n=n)
         return evaluate
 
+    return magnitude, held_out
+
+
+def test_auto_lets_the_loss_decide_against_magnitude_when_errors_are_within_noise():
+    """Held-out errors one point apart are noise on 200 samples: magnitude pruning's lower
+    loss wins; on 10,000 samples the same point is a real difference and the error decides."""
+    net = LeastSquaresNet(n=25, p=60, seed=3)
+    magnitude, held_out = _one_point_worse_magnitude(net, 0.5)
     for n, chosen in ((200, math.inf), (10_000, None)):
         report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.5, damping="auto",
                                   evaluate=held_out(n), method=METHOD, progress=False)
@@ -584,21 +592,8 @@ def test_auto_stages_compare_with_magnitude_as_the_one_shot_choice_does():
     """The CHITA++ guard ties errors within the noise bar like the one-shot choice: on 200
     held-out samples one point of error is noise and magnitude pruning's lower loss wins;
     on 10,000 the error decides against it."""
-    from chita_opt.pruning.damping import Score
-
     net = LeastSquaresNet(n=80, p=30, seed=4)
-    k = k_from_sparsity(net.w0.size, 0.7)
-    magnitude = np.zeros_like(net.w0)
-    top = np.argsort(-np.abs(net.w0), kind="stable")[:k]
-    magnitude[top] = net.w0[top]
-
-    def held_out(n):
-        def evaluate(w):
-            if np.array_equal(w, magnitude):
-                return Score(0.1, error=0.31, n=n)
-            return Score(1.0 + net.loss(w), error=0.30, n=n)
-        return evaluate
-
+    magnitude, held_out = _one_point_worse_magnitude(net, 0.7)
     with pytest.warns(chita_opt.pruning.ModelValidityWarning, match="below one-shot magnitude"):
         report = multistage_prune(net.w0, net.gradient_fn, sparsity=0.7, stages=3,
                                   damping="auto", evaluate=held_out(200), method=METHOD,

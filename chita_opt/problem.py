@@ -259,8 +259,18 @@ class L0Problem:
 
     # ---------------------------------------------------------- derivatives
     def with_k(self, k: int) -> L0Problem:
-        """The same data with a different cardinality bound (no copy of ``A``)."""
-        return self.replace(k=k)
+        """The same data with a different cardinality bound: no pass over ``A``.
+
+        Like :meth:`with_l2`, the validated arrays, the cached column norms and
+        any group caps carry over (``k`` is clipped to the largest support the
+        caps allow), so :func:`~chita_opt.solve_path` checks ``A`` once for all
+        its ``k``.
+        """
+        k = check_k(k, self.p, "k")
+        if self.group_caps is not None:
+            k = min(k, self.group_caps.total)
+        return L0Problem._from_checked(self.A, self.y, k, self.l2, self.w_bar, self.c,
+                                       self.__dict__.get("col_sq_norms"), caps_of=self)
 
     def with_l2(self, l2: float) -> L0Problem:
         """The same data with another ridge weight ``l2``: no pass over ``A``.

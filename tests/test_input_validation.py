@@ -103,6 +103,33 @@ def test_with_l2_is_from_gradients_at_another_damping_without_a_pass_over_A():
         base.with_l2(1e308)  # finite, but l2 ||w_bar||^2 / 2 overflows
 
 
+def test_with_k_is_replace_k_without_a_pass_over_A(monkeypatch):
+    A = rng.standard_normal((8, 20))
+    base = co.L0Problem(A, rng.standard_normal(8), 6, l2=0.1, w_bar=rng.standard_normal(20),
+                        groups=np.arange(20) // 4, group_k=2)
+    norms = base.col_sq_norms
+    import chita_opt.problem as problem_module
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("with_k validated A again")
+
+    monkeypatch.setattr(problem_module, "check_design", no_pass)
+    P = base.with_k(4)
+    monkeypatch.undo()
+    Q = base.replace(k=4)
+    assert (P.k, P.l2, P.p) == (Q.k, Q.l2, Q.p) == (4, 0.1, 20)
+    assert np.shares_memory(P.A, base.A) and P.group_caps is base.group_caps
+    np.testing.assert_array_equal(P.col_sq_norms, norms)
+    v = rng.standard_normal(20)
+    assert P.objective(v) == Q.objective(v) and P.is_feasible(v) == Q.is_feasible(v)
+    assert co.solve(P).objective == co.solve(Q).objective
+    assert base.with_k(20).k == base.replace(k=20).k == 10  # clipped to what the caps allow
+    with pytest.raises(ValueError, match=r"k: expected an integer in \[0, 20\], got 21"):
+        base.with_k(21)
+    with pytest.raises(TypeError, match=r"k: expected an integer in \[0, 20\], got float 3.0"):
+        base.with_k(3.0)
+
+
 def test_from_gradients():
     G = rng.standard_normal((6, 20)).astype(np.float32)
     w = rng.standard_normal(20)

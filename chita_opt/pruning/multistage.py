@@ -413,10 +413,15 @@ def _guard(
     report.options["fallback"] = kind
     what = ("one-shot magnitude pruning" if kind == "magnitude"
             else f"one-shot pruning (damping {damping:.3g})")
+    tied = ""
+    if score.error is not None and ran.error is not None and score.error > ran.error:
+        # won by magnitude_wins' noise tie: say why a higher error came back
+        tied = (f"; errors within the noise of {score.n or 'the'} held-out samples count as "
+                "tied and the loss decides")
     warn(
         f"the {stages}-stage run scored below {what} on the held-out samples "
-        f"({_describe(score)} against {_describe(ran)}): the one-shot result is returned "
-        "(report.options['fallback'])",
+        f"({_describe(score)} against {_describe(ran)}{tied}): the one-shot result is "
+        "returned (report.options['fallback'])",
         ModelValidityWarning,
     )
     return w_out, alive_out, damping

@@ -44,7 +44,7 @@ from ._checks import (
 from .blocks import _progress
 from .damping import Score
 from .layout import ParamLayout
-from .report import LayerSparsity, PruneReport, StageRecord, by_damping_name
+from .report import LayerSparsity, PruneReport, StageRecord, by_damping_name, fallback_name
 from .schedules import sparsity_schedule
 from .stages import GradientFn, StageContext, magnitude_guard, run_stage
 
@@ -411,8 +411,7 @@ def _guard(
     kind, w_out, alive_out, damping = fallback
     stages = report.options["stages"]
     report.options["fallback"] = kind
-    what = ("one-shot magnitude pruning" if kind == "magnitude"
-            else f"one-shot pruning (damping {damping:.3g})")
+    what = fallback_name(kind, damping)
     tied = ""
     if score.error is not None and ran.error is not None and score.error > ran.error:
         # won by magnitude_wins' noise tie: say why a higher error came back

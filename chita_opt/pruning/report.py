@@ -218,8 +218,7 @@ class PruneReport:
         fallback = self.options.get("fallback")
         if fallback is not None:
             # the stages above are the run that was tried; say what came back instead
-            what = ("one-shot magnitude pruning" if fallback == "magnitude" else
-                    f"the one-shot prune (damping {self.options.get('damping', float('nan')):.3g})")
+            what = fallback_name(fallback, self.options.get("damping", float("nan")))
             lines.append(f"returned: {what}, which scored better on the held-out samples "
                          "than the stages above (options['fallback'])")
         if self.layers:
@@ -260,6 +259,14 @@ class PruneReport:
             f"stages={len(self.stages)}, objective={self.objective!r}, "
             f"total_time={self.total_time:.3g})"
         )
+
+
+def fallback_name(kind: str, damping: float) -> str:
+    """What a CHITA++ run that fell back returned (``options["fallback"]``), in words:
+    one wording for the warning and the report."""
+    if kind == "magnitude":
+        return "one-shot magnitude pruning"
+    return f"one-shot pruning (damping {damping:.3g})"
 
 
 def by_damping_name(values: dict[float, float]) -> dict[str, float]:

@@ -142,6 +142,58 @@ def test_gradient_matrix_leaves_the_model_alone(trained):
     assert_same_state(before, state_of(model))
 
 
+class _Reused(nn.Module):
+    """One nn.Linear applied twice (as a recurrent cell is): one module, two names."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.Linear(12, 12)
+        self.again = self.cell
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.again(torch.tanh(self.cell(x)))))
+
+
+def test_a_module_used_twice_is_pruned_once_and_stays_a_parameter():
+    """torch.func.functional_call's weight tying restored the trial tensor into a module
+    reached under two names (a plain tensor, no longer a parameter) and write-back then
+    failed; the substitution names such a module once."""
+    torch.manual_seed(0)
+    X, y = make_data(n=400)
+    model = _Reused()
+    before = state_of(model)
+    gradient_matrix(model, F.cross_entropy, (X, y), n_samples=20)
+    assert_same_state(before, state_of(model))  # gradients and evaluation leave it intact
+    report = prune(model, F.cross_entropy, (X, y), sparsity=0.5, progress=False)
+    assert isinstance(model.cell.weight_orig, nn.Parameter) and model.again is model.cell
+    assert selected_params(model) == ["cell.weight", "head.weight"]
+    assert np.count_nonzero(report.weights) == report.k
+    flat = torch.cat([model.cell.weight.flatten(), model.head.weight.flatten()])
+    np.testing.assert_allclose(flat.detach().numpy(), report.weights, rtol=1e-6, atol=1e-7)
+
+
+def test_a_parameter_shared_by_two_modules_is_substituted_in_both():
+    """dec.weight is enc.weight: trial weights for the selected name reach both modules,
+    as the written weights will."""
+    from chita_opt.adapters.torch._adapter import TorchAdapter
+
+    torch.manual_seed(0)
+    enc, dec = nn.Linear(12, 12), nn.Linear(12, 12)
+    dec.weight = enc.weight
+    model = nn.Sequential(enc, nn.Tanh(), dec, nn.Tanh(), nn.Linear(12, 4))
+    X, y = make_data(n=64)
+    adapter = TorchAdapter(model, F.cross_entropy, select=["0.weight"])
+    w = np.random.default_rng(0).standard_normal(144) * (np.arange(144) % 3 == 0)
+    score = adapter.evaluate(w, [(X, y)])
+    both = copy.deepcopy(model)
+    with torch.no_grad():
+        both[0].weight.copy_(torch.as_tensor(w.reshape(12, 12), dtype=torch.float32))
+    assert both[2].weight is both[0].weight
+    assert score.loss == pytest.approx(float(F.cross_entropy(both(X), y)), rel=1e-5)
+    assert isinstance(model[0].weight, nn.Parameter) and model[2].weight is model[0].weight
+
+
 # ---------------------------------------------------------------- pruning
 def test_chita_beats_magnitude_and_keeps_exactly_k(trained):
     train_loss, test_loss = {}, {}

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 from torch.utils import _pytree as pytree
 
 from ...pruning import ParamLayout
 from ...pruning.damping import Score
 from . import _data
 from ._batchnorm import batchnorm_modules, recalibrated_buffers, write_statistics
+from ._functional import call, tied_names
 from ._select import Select, Target, flat_weights, layout_of, select_targets
 from ._state import write_back
 
@@ -95,6 +96,7 @@ class TorchAdapter:
         self.targets = select_targets(model, select, select_name)
         self.layout: ParamLayout = layout_of(self.targets)
         self.keys = [t.key for t in self.targets]
+        self.tied = tied_names(model, self.keys)  # other modules' names of the same tensors
         self.device = self.targets[0].leaf.device
         self.vectorize = bool(vectorize)
         self.chunk_size = chunk_size
@@ -142,7 +144,7 @@ class TorchAdapter:
             return {}
         with _SubstitutedWeights(self.model, self.targets):
             return recalibrated_buffers(self.model, params, self.bn, self._calibration,
-                                        self.device)
+                                        self.device, self.tied)
 
     # -------------------------------------------------------------------- data
     def batches(self, data: Any) -> Iterator[Any]:
@@ -174,7 +176,7 @@ class TorchAdapter:
     ) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """``grad`` (and its ``vmap``) w.r.t. the targets in ``wanted`` only, the rest fixed."""
         if wanted not in self._grad_fns:
-            model, loss_fn = self.model, self.loss_fn
+            model, loss_fn, tied = self.model, self.loss_fn, self.tied
             diff_keys = [self.keys[i] for i in wanted]
             fixed_keys = [k for i, k in enumerate(self.keys) if i not in wanted]
 
@@ -183,7 +185,7 @@ class TorchAdapter:
             ) -> torch.Tensor:
                 params = dict(zip(diff_keys, diff, strict=True))
                 params.update(zip(fixed_keys, fixed, strict=True))
-                return loss_fn(functional_call(model, params, (x,)), y)
+                return loss_fn(call(model, params, (x,), tied), y)
 
             g = grad(row_loss)
             self._grad_fns[wanted] = (g, vmap(g, in_dims=(None, None, 0, 0)))
@@ -272,7 +274,7 @@ class TorchAdapter:
         with _SubstitutedWeights(self.model, self.targets), torch.no_grad():
             for x, y in batches:
                 bs = _data.batch_len(x, y)
-                out = functional_call(self.model, params, (_data.to_device(x, self.device),))
+                out = call(self.model, params, (_data.to_device(x, self.device),), self.tied)
                 y = _data.to_device(y, self.device)
                 total += float(self.loss_fn(out, y)) * bs
                 count += bs

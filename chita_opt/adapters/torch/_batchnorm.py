@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from . import _data
+from ._functional import call
 
 # Samples per forward pass when re-estimating (each pass is one BN "batch").
 _CHUNK = 256
@@ -40,8 +40,11 @@ def recalibrated_buffers(
     bn: list[tuple[str, nn.modules.batchnorm._BatchNorm]],
     inputs: Any,
     device: torch.device,
+    tied: Mapping[str, tuple[str, ...]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Running statistics of every BN layer at weights ``params`` on ``inputs`` (new tensors).
+
+    ``tied``: other names of the ``params`` tensors (:func:`._functional.tied_names`).
 
     The model is not modified: the statistics accumulate in fresh buffers
     passed through ``functional_call`` (a cumulative average over the passes:
@@ -64,7 +67,7 @@ def recalibrated_buffers(
         with torch.no_grad():
             for start in range(0, n, _CHUNK):
                 x = _data._slice(inputs, start, start + _CHUNK)
-                functional_call(model, merged, (_data.to_device(x, device),))
+                call(model, merged, (_data.to_device(x, device),), tied or {})
     finally:
         for m, training, momentum in saved:
             m.training = training

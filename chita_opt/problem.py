@@ -269,8 +269,7 @@ class L0Problem:
         k = check_k(k, self.p, "k")
         if self.group_caps is not None:
             k = min(k, self.group_caps.total)
-        return L0Problem._from_checked(self.A, self.y, k, self.l2, self.w_bar, self.c,
-                                       self.__dict__.get("col_sq_norms"), caps_of=self)
+        return self._same_data(k, self.l2)
 
     def with_l2(self, l2: float) -> L0Problem:
         """The same data with another ridge weight ``l2``: no pass over ``A``.
@@ -280,11 +279,14 @@ class L0Problem:
         several dampings cheap (``l2 = n * damping`` for
         :meth:`from_gradients`).
         """
-        l2 = check_nonnegative(l2, "l2")
-        new = L0Problem._from_checked(self.A, self.y, self.k, l2, self.w_bar, self.c,
-                                      self.__dict__.get("col_sq_norms"), caps_of=self)
+        new = self._same_data(self.k, check_nonnegative(l2, "l2"))
         new._check_objective_scale()
         return new
+
+    def _same_data(self, k: int, l2: float) -> L0Problem:
+        """``k`` and ``l2`` (already checked) on this problem's validated data."""
+        return L0Problem._from_checked(self.A, self.y, k, l2, self.w_bar, self.c,
+                                       self.__dict__.get("col_sq_norms"), caps_of=self)
 
     def replace(self, **changes: Any) -> L0Problem:
         """A new problem with some of ``A, y, k, l2, w_bar, c, groups, group_k`` replaced.

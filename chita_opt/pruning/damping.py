@@ -412,13 +412,12 @@ def choose_damping(
     order = sorted(set(grid), reverse=True)
     losses: dict[float, float] = {}
     scores: dict[float, tuple[float, ...]] = {}
-    best: tuple[float, tuple[float, ...], Any] | None = None
     best_finite: tuple[float, tuple[float, ...], Any] | None = None
     magnitude: tuple[float, tuple[float, ...], Any] | None = None
     prev = None
 
     def try_one(d: float, start: Any) -> Any:
-        nonlocal best, best_finite, magnitude
+        nonlocal best_finite, magnitude
         w = prune_at(d, start if warm_start else None)
         raw = evaluate(w)
         score = _as_score(raw)
@@ -443,19 +442,24 @@ def choose_damping(
             return w
         scores[d] = score
         entry = (d, score, w)
-        # magnitude_tie compares the best finite candidate with magnitude pruning
+        # kept apart: magnitude_tie compares the best finite candidate with magnitude pruning
         if math.isinf(d):
             magnitude = entry
         elif _beats(entry, best_finite):
             best_finite = entry
-        if _beats(entry, best):
-            best = entry
         return w
+
+    def leader() -> tuple[float, tuple[float, ...], Any] | None:
+        """The best scored so far by (error, loss); equal scores go to magnitude pruning."""
+        if magnitude is not None and _beats(magnitude, best_finite):
+            return magnitude
+        return best_finite
 
     for d in order:
         w = try_one(d, prev)
         if math.isfinite(d):
             prev = w
+    best = leader()
     if best is None:
         raise ValueError(
             f"evaluate ({_name(evaluate)}): every candidate gave a non-finite held-out loss: "
@@ -470,6 +474,7 @@ def choose_damping(
                 break
             refined.append(d)
             try_one(d, best[2])
+            best = leader()  # type: ignore[assignment]
     tie = _check_tie(magnitude_tie() if callable(magnitude_tie) else magnitude_tie)
     if best_finite is not None and magnitude is not None:
         best = magnitude if magnitude_wins(best_finite[1], magnitude[1], tie) else best_finite

@@ -40,7 +40,7 @@ def recalibrated_buffers(
     bn: list[tuple[str, nn.modules.batchnorm._BatchNorm]],
     inputs: Any,
     device: torch.device,
-    tied: Mapping[str, tuple[str, ...]] | None = None,
+    tied: Mapping[str, tuple[str, ...]],
 ) -> dict[str, torch.Tensor]:
     """Running statistics of every BN layer at weights ``params`` on ``inputs`` (new tensors).
 
@@ -67,7 +67,7 @@ def recalibrated_buffers(
         with torch.no_grad():
             for start in range(0, n, _CHUNK):
                 x = _data._slice(inputs, start, start + _CHUNK)
-                call(model, merged, (_data.to_device(x, device),), tied or {})
+                call(model, merged, (_data.to_device(x, device),), tied)
     finally:
         for m, training, momentum in saved:
             m.training = training

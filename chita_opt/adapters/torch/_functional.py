@@ -50,7 +50,7 @@ def tied_names(model: nn.Module, keys: Iterable[str]) -> dict[str, tuple[str, ..
 
 
 def call(
-    model: nn.Module, params: Mapping[str, torch.Tensor], args: tuple[Any, ...],
+    model: nn.Module, params: dict[str, torch.Tensor], args: tuple[Any, ...],
     tied: Mapping[str, tuple[str, ...]],
 ) -> Any:
     """``model(*args)`` with ``params`` substituted (and their ``tied`` names), model intact."""
@@ -60,4 +60,4 @@ def call(
             if key in params:
                 for name in names:
                     params[name] = params[key]
-    return functional_call(model, dict(params), args, tie_weights=False)
+    return functional_call(model, params, args, tie_weights=False)

@@ -12,7 +12,7 @@ deterministic, and cached outside the repository in
 ``~/.cache/chita_opt/model_zoo`` (override with ``CHITA_ZOO_CACHE``), keyed by
 a hash of the training configuration. The paper's MLPNet
 (``../shared/data/mlpnet_mnist_paper.ckpt``) is added when present.
-``HOLDOUT_ZOO`` holds eleven more models (two plain CNNs and a ResNet added later) that
+``HOLDOUT_ZOO`` holds 22 more models (added in batches, each after the choices it tests) that
 no setting was chosen on (``benchmarks/zoo_defaults.py --holdout`` reports on them).
 
 Every dataset is split once (stratified, seed 0) into *train* digits (training
@@ -146,20 +146,21 @@ def dataset(name: str) -> Split:
 # =================================================================== models
 class MLP(nn.Module):
     def __init__(self, sizes: list[int], bias: bool, log_softmax: bool = False,
-                 act: str = "relu") -> None:
+                 act: str = "relu", drop: float = 0.0) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             nn.Linear(a, b, bias=bias) for a, b in itertools.pairwise(sizes)
         )
         self.log_softmax = log_softmax
         self.act = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}[act]
+        self.drop = drop  # dropout after every hidden activation, in training only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], -1)
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
-                x = self.act(x)
+                x = F.dropout(self.act(x), self.drop, self.training)
         return F.log_softmax(x, dim=1) if self.log_softmax else x
 
 
@@ -180,6 +181,47 @@ class CNNBN(nn.Module):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
         x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class CNNGroupNorm(CNNBN):
+    """The BatchNorm CNN with GroupNorm (4 groups) instead: no running statistics."""
+
+    def __init__(self, side: int, c1: int = 16, c2: int = 32, hidden: int = 64) -> None:
+        super().__init__(side, c1, c2, hidden)
+        self.bn1 = nn.GroupNorm(4, c1)
+        self.bn2 = nn.GroupNorm(4, c2)
+
+
+class GRUCell(nn.Module):
+    """A gated recurrent cell written with two ``nn.Linear`` (prunable like any layer)."""
+
+    def __init__(self, inputs: int, hidden: int) -> None:
+        super().__init__()
+        self.ih = nn.Linear(inputs, 3 * hidden)
+        self.hh = nn.Linear(hidden, 3 * hidden)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        (ri, zi, ni), (rh, zh, nh) = self.ih(x).chunk(3, dim=-1), self.hh(h).chunk(3, dim=-1)
+        r, z = torch.sigmoid(ri + rh), torch.sigmoid(zi + zh)
+        return (1 - z) * torch.tanh(ni + r * nh) + z * h
+
+
+class RowGRU(nn.Module):
+    """Reads the image row by row with one GRU cell, applied at every step (the same
+    module called ``side`` times), and classifies from the last hidden state."""
+
+    def __init__(self, side: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.side, self.hidden = side, hidden
+        self.cell = GRUCell(side, hidden)
+        self.head = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], self.side, self.side)
+        h = x.new_zeros(x.shape[0], self.hidden)
+        for t in range(self.side):
+            h = self.cell(x[:, t], h)
+        return self.head(h)
 
 
 class CNN(nn.Module):
@@ -306,7 +348,12 @@ class TinyTransformer(nn.Module):
 
 def build(cfg: dict[str, Any]) -> nn.Module:
     if cfg["arch"] == "mlp":
-        return MLP(cfg["sizes"], cfg["bias"], act=cfg.get("act", "relu"))
+        return MLP(cfg["sizes"], cfg["bias"], act=cfg.get("act", "relu"),
+                   drop=cfg.get("drop", 0.0))
+    if cfg["arch"] == "cnn-gn":
+        return CNNGroupNorm(cfg["side"], *cfg["widths"])
+    if cfg["arch"] == "gru":
+        return RowGRU(cfg["side"], cfg["hidden"])
     if cfg["arch"] == "cnn-bn":
         return CNNBN(cfg["side"], *cfg.get("widths", (16, 32, 64)))
     if cfg["arch"] == "cnn":
@@ -400,6 +447,15 @@ HOLDOUT_ZOO = {
     "ho-mnist14-transformer-adam": dict(data="mnist14", arch="transformer", side=14, dim=48,
                                         heads=4, depth=2, hidden=96, opt="adam", lr=1e-3,
                                         epochs=20, batch=64),
+    # added 2026-12-08, after every choice: GroupNorm (no running statistics), a
+    # recurrent cell called at every step, dropout with decoupled weight decay (AdamW)
+    "ho-mnist14-cnn-gn-adamw": dict(data="mnist14", arch="cnn-gn", side=14, widths=[16, 32, 64],
+                                    opt="adamw", lr=2e-3, epochs=15, batch=64, wd=0.05),
+    "ho-mnist14-gru-adam": dict(data="mnist14", arch="gru", side=14, hidden=64, opt="adam",
+                                lr=2e-3, epochs=20, batch=64),
+    "ho-mnist-mlp-dropout-adamw": dict(data="mnist", arch="mlp", sizes=[784, 300, 100, 10],
+                                       bias=True, drop=0.2, opt="adamw", lr=1e-3, epochs=15,
+                                       batch=64, wd=1e-2),
 }
 EXPLORE_SPARSITIES = {"digits": (0.8, 0.9), "mnist14": (0.9, 0.95), "mnist": (0.95, 0.98),
                       "synth": (0.9, 0.95)}
@@ -432,8 +488,9 @@ def train(name: str, cfg: dict[str, Any]) -> nn.Module:
     torch.manual_seed(0)
     model = build(cfg)
     wd = cfg.get("wd", 0.0)
-    opt = (torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=wd)
-           if cfg["opt"] == "adam"
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    opt = (optimizers[cfg["opt"]](model.parameters(), lr=cfg["lr"], weight_decay=wd)
+           if cfg["opt"] in optimizers
            else torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=0.9, weight_decay=wd))
     g = torch.Generator().manual_seed(0)
     model.train()

@@ -345,6 +345,60 @@ def test_refine_after_magnitude_wins_bisects_between_finite_dampings():
     assert choice.refined == pytest.approx([1e-1, 1e-2]) and math.isinf(choice.damping)
 
 
+def _errors(table):
+    """(error, loss) scores: the error from ``table`` (refinement points: 0.30),
+    the loss a constant -- only the errors rank."""
+    return lambda d: (table.get(d, 0.30), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("errors", "both"),
+    [
+        # best 1e-3, its neighbours 10 and 1e-7 within 2 points: both midpoints
+        ({10.0: 0.41, 1e-3: 0.32, 1e-7: 0.40, math.inf: 0.60}, [1e-5, 1e-1]),
+        # best 10, between 1e-3 and magnitude pruning (tied): the lower midpoint and
+        # the gap mirrored upward
+        ({10.0: 0.32, 1e-3: 0.42, 1e-7: 0.60, math.inf: 0.43}, [1e-1, 1e3]),
+    ],
+)
+def test_refine_probes_both_sides_when_the_neighbours_tie(errors, both):
+    # as on the GroupNorm CNN at 0.9 (docs/benchmarks_zoo.md): the better-scoring
+    # neighbour was a few held-out samples better, and the optimum on the other side
+    choice = choose_damping(GRID, _identity, _errors(errors), refine=2, neighbour_tie=0.02)
+    assert choice.refined == pytest.approx(both, rel=1e-9)
+    assert choice.order[len(GRID):] == choice.refined
+    # a callable is read once the grid is scored; more steps bisect on from the best
+    choice = choose_damping(GRID, _identity, _errors({**errors, both[0]: 0.1}), refine=3,
+                            neighbour_tie=lambda: 0.02)
+    assert choice.refined[:2] == pytest.approx(both, rel=1e-9) and len(choice.refined) == 3
+    assert choice.damping == pytest.approx(both[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(neighbour_tie=None), dict(neighbour_tie=0.005), dict(neighbour_tie=0.02, refine=1)],
+)
+def test_refine_goes_one_way_unless_the_neighbours_tie_within_the_bar(kwargs):
+    errors = {10.0: 0.41, 1e-3: 0.32, 1e-7: 0.40, math.inf: 0.60}
+    choice = choose_damping(GRID, _identity, _errors(errors), **{"refine": 2, **kwargs})
+    one_way = choose_damping(GRID, _identity, _errors(errors), refine=kwargs.get("refine", 2))
+    assert choice.refined == one_way.refined
+    assert choice.refined[0] == pytest.approx(1e-5)  # toward the better neighbour, 1e-7
+
+
+def test_neighbour_tie_ignores_loss_only_scores_and_must_be_a_number():
+    # loss-only scores (no error rate): never both sides
+    choice = choose_damping(GRID, _identity, _valley(-4.6), refine=2, neighbour_tie=0.5)
+    assert choice.refined == pytest.approx([1e-5, 1e-4])
+    calls = []
+    with pytest.raises(ValueError, match="neighbour_tie: expected a non-negative"):
+        choose_damping(GRID, lambda d, w0: calls.append(d) or d, _valley(-4.6), refine=2,
+                       neighbour_tie=-0.1)
+    assert calls == []
+    with pytest.raises(ValueError, match="neighbour_tie: expected a non-negative"):
+        choose_damping(GRID, _identity, _errors({}), refine=2, neighbour_tie=lambda: "x")
+
+
 def test_refine_stops_where_there_is_nothing_to_bisect():
     # magnitude chosen with a single finite damping: nothing to bisect
     assert choose_damping([1e-3, math.inf], _identity, _valley(0.0, -1.0), refine=2).refined == []
@@ -419,8 +473,10 @@ def test_refine_keeps_the_best_of_everything_tried(grid_scores, extra_scores, st
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 40), st.floats(0.0, 5.0)), min_size=4, max_size=4),
-       st.integers(0, 3), st.sampled_from([0.0, 0.02, 0.05]))
-def test_magnitude_tie_only_trades_noise_in_the_error_for_a_lower_loss(raw, steps, tie):
+       st.integers(0, 3), st.sampled_from([0.0, 0.02, 0.05]),
+       st.sampled_from([None, 0.0, 0.02, 0.05]))
+def test_magnitude_tie_only_trades_noise_in_the_error_for_a_lower_loss(raw, steps, tie,
+                                                                       neighbour_tie):
     # errors on 200 held-out samples (multiples of 0.005), losses arbitrary; the grid's
     # largest point is magnitude pruning
     grid = [math.inf, 1e-2, 1e-4, 1e-6]
@@ -429,7 +485,10 @@ def test_magnitude_tie_only_trades_noise_in_the_error_for_a_lower_loss(raw, step
     def evaluate(d):
         return table.setdefault(d, (0.2, 5.0))  # refinement points
 
-    choice = choose_damping(grid, _identity, evaluate, refine=steps, magnitude_tie=tie)
+    choice = choose_damping(grid, _identity, evaluate, refine=steps, magnitude_tie=tie,
+                            neighbour_tie=neighbour_tie)
+    assert len(choice.refined) <= steps
+    assert len(set(choice.order)) == len(choice.order), "no damping solved twice"
     tried = {d: table[d] for d in choice.order}
     lexical = min(tried, key=lambda d: (tried[d], -d))
     best_finite = min((d for d in tried if math.isfinite(d)), key=lambda d: (tried[d], -d))

@@ -58,7 +58,8 @@ def test_every_zoo_architecture_builds_and_classifies_its_digits():
     classes = {"synth": 5}
     configs = {**SMOKE_ZOO, **ZOO, **HOLDOUT_ZOO}
     assert {cfg["arch"] for cfg in configs.values()} == {"mlp", "cnn-bn", "cnn", "resnet-bn",
-                                                          "mlp-ln", "sepcnn-bn", "transformer"}
+                                                          "mlp-ln", "sepcnn-bn", "transformer",
+                                                          "cnn-gn", "gru"}
     for name, cfg in configs.items():
         model = build(cfg).eval()
         with torch.no_grad():

@@ -155,7 +155,8 @@ def _choose(
     docs/benchmarks_zoo.md): candidates ``lambda_0 * 10^{0,-5}`` and
     magnitude pruning (infinite damping), each solved with the stage's method
     from the largest damping down, each from the method's own starting point,
-    then up to :data:`~chita_opt.pruning.damping.REFINE_STEPS` bisection points;
+    then up to :data:`~chita_opt.pruning.damping.REFINE_STEPS` bisection points
+    (one each way when the best's neighbours tie within the noise bar);
     the lowest held-out (error, loss) wins, ties to the larger damping.
     """
     assert ctx.evaluate is not None
@@ -202,7 +203,7 @@ def _choose(
     try:
         choice = choose_damping(candidates, prune_at, loss_fn, warm_start=False,
                                 refine=refine, refine_if=refine_if, on_nonfinite=on_nonfinite,
-                                magnitude_tie=error_spread)
+                                magnitude_tie=error_spread, neighbour_tie=error_spread)
     finally:
         bar.close()
     best: _Candidate = choice.w

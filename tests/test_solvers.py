@@ -102,6 +102,29 @@ def test_fixed_point_on_a_larger_problem():
     assert np.max(np.abs(moved - w)) <= 1e-6 * np.max(np.abs(w))
 
 
+def test_iht_goes_on_while_a_longer_step_of_its_search_lowers_f():
+    # gradient-like columns of log-normal scales, damping 1% of the Fisher scale: the
+    # magnitude refit IHT starts from is a fixed point of the safe step 1/L, yet the
+    # line-search and support-change steps it also scores lower f (docs/algorithms.md)
+    from chita_opt.solvers.iht import initial_point, run_iht
+
+    rng = np.random.default_rng(0)
+    n, p, k = 30, 120, 20
+    A = (rng.standard_normal((n, 3)) @ rng.standard_normal((3, p))
+         + rng.standard_normal((n, p))) * rng.lognormal(0.0, 1.0, p)
+    w_bar = rng.standard_normal(p) * rng.lognormal(0.0, 1.0, p)
+    P = co.L0Problem.from_gradients(A, w_bar, k=k, damping=0.01 * float((A**2).sum()) / (n * p))
+    early = run_iht(P, initial_point(P, None, None), until_no_descent=False)
+    assert early.converged and early.n_iter == 1  # the old stopping rule: at the start
+    sol = co.solve(P, method="iht")
+    assert sol.status == "converged" and sol.n_iter > 1
+    assert sol.objective < 0.5 * P.objective(early.w)
+    # still a fixed point of the safe step
+    w = np.asarray(sol.w)
+    moved = hard_threshold(w - sol.info["step_size"] * P.gradient(w), k)
+    assert np.max(np.abs(moved - w)) <= 1e-6 * np.max(np.abs(w))
+
+
 @pytest.mark.parametrize("method", HEURISTICS)
 def test_deterministic_bits(method):
     inst = make_instance(11, max_p=12)

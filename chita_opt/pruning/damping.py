@@ -594,17 +594,30 @@ def _both_sides(best: float, scores: dict[float, tuple[float, ...]], tie: float)
     """
     if math.isinf(best) or best == 0:
         return []
-    tried = sorted(d for d in scores if d > 0)
-    i = tried.index(best)
-    if i == 0 or i + 1 == len(tried):
+    lower, upper = _neighbours(best, scores)
+    if lower is None or upper is None:
         return []
-    lower, upper = tried[i - 1], tried[i + 1]
     (s_low, s_up) = scores[lower], scores[upper]
     if len(s_low) < 2 or len(s_up) < 2 or abs(s_low[0] - s_up[0]) > tie:
         return []
-    lb, ll = math.log10(best), math.log10(lower)
-    lu = lb + (lb - ll) / 2 if math.isinf(upper) else (lb + math.log10(upper)) / 2
-    return [10.0 ** ((lb + ll) / 2), 10.0**lu]
+    lb = math.log10(best)
+    return [_step_toward(lb, lower, lower), _step_toward(lb, upper, lower)]
+
+
+def _neighbours(best: float, scores: dict[float, tuple[float, ...]]
+                ) -> tuple[float | None, float | None]:
+    """The tried dampings just below and above ``best`` (None where there is none)."""
+    tried = sorted(d for d in scores if d > 0)
+    i = tried.index(best)
+    return (tried[i - 1] if i > 0 else None, tried[i + 1] if i + 1 < len(tried) else None)
+
+
+def _step_toward(lb: float, toward: float, lower: float) -> float:
+    """Half-way (in decades) from ``10**lb`` to ``toward``; toward ``math.inf``, half
+    the gap to ``lower`` mirrored upward (there is no midpoint with infinity)."""
+    if math.isinf(toward):
+        return 10.0 ** (lb + (lb - math.log10(lower)) / 2)
+    return 10.0 ** ((lb + math.log10(toward)) / 2)
 
 
 def _bisection_point(best: float, scores: dict[float, tuple[float, ...]]) -> float | None:
@@ -633,25 +646,17 @@ def _bisection_point(best: float, scores: dict[float, tuple[float, ...]]) -> flo
         near = [finite[j] for j in (i - 1, i + 1) if 0 <= j < len(finite)]
         toward = min(near, key=lambda d: (scores[d], -d))
         return 10.0 ** ((math.log10(anchor) + math.log10(toward)) / 2)
-    tried = sorted(d for d in scores if d > 0)
-    i = tried.index(best)
-    lower = tried[i - 1] if i > 0 else None
-    upper = tried[i + 1] if i + 1 < len(tried) else None
-    if lower is None and upper is None:
+    lower, upper = _neighbours(best, scores)
+    if lower is None:
+        # the smallest damping is the best (or the only one): smaller ones solve a
+        # nearly undamped problem again, slower, for the same networks on the zoo's rows
         return None
     lb = math.log10(best)
-    if upper is not None and math.isinf(upper):
-        if lower is None:
-            return None
-        # no midpoint with infinity: mirror the gap to the lower neighbour
-        gap = lb - math.log10(lower)
-        go_up = scores[upper] < scores[lower]
-        return 10.0 ** (lb + gap / 2 if go_up else lb - gap / 2)
-    if lower is None:
-        # the smallest damping is the best: smaller ones solve a nearly undamped
-        # problem again, slower, for the same networks on the zoo's rows
-        return None
     if upper is None:  # the largest (no magnitude candidate): look further up
-        return 10.0 ** (lb + (lb - math.log10(lower)) / 2)
+        return _step_toward(lb, math.inf, lower)
+    if math.isinf(upper) and not scores[upper] < scores[lower]:
+        # next to magnitude pruning, which scored no better than the lower
+        # neighbour: half the gap down (as lb - gap / 2, the form measured)
+        return 10.0 ** (lb - (lb - math.log10(lower)) / 2)
     toward = upper if scores[upper] < scores[lower] else lower
-    return 10.0 ** ((lb + math.log10(toward)) / 2)
+    return _step_toward(lb, toward, lower)

@@ -125,12 +125,14 @@ class L0Problem:
     def _from_checked(
         cls, A: np.ndarray, y: np.ndarray, k: int, l2: float, w_bar: np.ndarray, c: np.ndarray,
         col_sq_norms: np.ndarray | None = None, caps_of: L0Problem | None = None,
+        a_cache: dict[str, Any] | None = None,
     ) -> L0Problem:
         """Internal: a problem from parts already validated (no pass over ``A``).
 
         For rescaled copies of a validated problem; ``col_sq_norms`` seeds the
         cache, and the group caps of ``caps_of`` carry over (scaling the data
-        does not change which supports are feasible).
+        does not change which supports are feasible). ``a_cache``: the
+        ``_a_cache`` of a problem over this very ``A``, to share.
         """
         self = object.__new__(cls)
         A = A.view()
@@ -145,7 +147,13 @@ class L0Problem:
             object.__setattr__(self, name, None if caps_of is None else getattr(caps_of, name))
         if col_sq_norms is not None:
             self.__dict__["col_sq_norms"] = _readonly(np.array(col_sq_norms, dtype=np.float64))
+        if a_cache is not None:
+            self.__dict__["_a_cache"] = a_cache
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the shared cache is working memory (up to an n x n matrix), not the problem
+        return {key: value for key, value in self.__dict__.items() if key != "_a_cache"}
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"L0Problem is immutable; cannot set {name!r} (use with_k/replace)")
@@ -182,6 +190,18 @@ class L0Problem:
         A = self.A
         out = np.einsum("ij,ij->j", A, A, dtype=np.float64)
         return _readonly(out)
+
+    @cached_property
+    def _a_cache(self) -> dict[str, Any]:
+        """Internal: results that depend on ``A`` alone, shared by the problems over it.
+
+        :meth:`with_l2`, :meth:`with_k` and the solvers' rescaling of ``y``
+        (when ``A`` is kept) hand the same dict on, so a solve at another
+        damping reuses what one at the first damping formed (the Gram of the
+        starting support: ``chita_opt.solvers._refit``). Not part of the
+        problem's value: never read it for anything else.
+        """
+        return {}
 
     @cached_property
     def w_bar_sq_norm(self) -> float:
@@ -286,7 +306,8 @@ class L0Problem:
     def _same_data(self, k: int, l2: float) -> L0Problem:
         """``k`` and ``l2`` (already checked) on this problem's validated data."""
         return L0Problem._from_checked(self.A, self.y, k, l2, self.w_bar, self.c,
-                                       self.__dict__.get("col_sq_norms"), caps_of=self)
+                                       self.__dict__.get("col_sq_norms"), caps_of=self,
+                                       a_cache=self._a_cache)
 
     def replace(self, **changes: Any) -> L0Problem:
         """A new problem with some of ``A, y, k, l2, w_bar, c, groups, group_k`` replaced.

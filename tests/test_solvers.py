@@ -180,6 +180,35 @@ def test_woodbury_refit_matches_direct_solve():
     np.testing.assert_allclose(w[S], direct, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("n,k", [(12, 30), (40, 10)])  # Woodbury (k > n), then k x k Cholesky
+@pytest.mark.parametrize("method", ["iht", "active_set", "chita"])
+def test_a_damping_search_reuses_the_start_gram_and_gets_the_same_answers(n, k, method):
+    # problems over one A (with_l2, with_k; the solver's rescaling of y) share the Gram of
+    # the magnitude support every solve starts from: the answers must not depend on it
+    rng = np.random.default_rng(3)
+    p = 60
+    G = rng.standard_normal((n, p)).astype(np.float32)
+    w_bar = rng.standard_normal(p)
+    base = co.L0Problem.from_gradients(G, w_bar, k=k, damping=0.0)
+    kept = []
+    for damping in (1.0, 1e-5, 3e-3, 1.0):
+        shared = base.with_l2(n * damping)
+        assert shared._a_cache is base._a_cache
+        fresh = co.L0Problem.from_gradients(G, w_bar, k=k, damping=damping)
+        assert fresh._a_cache is not base._a_cache
+        a, b = co.solve(shared, method=method), co.solve(fresh, method=method)
+        np.testing.assert_array_equal(a.w, b.w)
+        assert a.objective == b.objective
+        kept.append(base._a_cache.get("gram"))
+    assert kept[0] is not None and all(entry is kept[0] for entry in kept)  # formed once
+    assert not kept[0][2].flags.writeable  # refits add l2 to a copy
+    assert base.with_k(k - 1)._a_cache is base._a_cache
+    assert base.replace(k=k)._a_cache is not base._a_cache  # replace may change A: no sharing
+    import pickle
+
+    assert "_a_cache" not in pickle.loads(pickle.dumps(base)).__dict__  # working memory only
+
+
 def test_k_zero_and_k_equal_p():
     rng = np.random.default_rng(2)
     A, y = rng.standard_normal((10, 6)), rng.standard_normal(10)

@@ -13,6 +13,12 @@ with normal equations (A_S^T A_S + l2 I) w_S = b,  b = A_S^T y + l2 w_bar_S - c_
   column chunks so no s x s (or n x s float64) array is ever formed.
 * l2 = 0 with a rank-deficient A_S: the minimum-norm minimiser; if c_S has a
   component in the null space of A_S the objective is unbounded below.
+
+The Gram matrix does not depend on l2. ``refit(..., keep_gram=True)`` (the
+iterative methods' starting point) keeps it in the problem's ``_a_cache``,
+which every problem over the same ``A`` shares: the pruning pipeline solves one
+gradient matrix at up to five dampings, each from the same magnitude support,
+and forming that Gram was up to 38% of a solve (docs/algorithms.md).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ _CHUNK = 512  # columns per float64 block of the Woodbury Gram (n x 512 x 8 byte
 _REFINEMENT_STEPS = 2
 _REFINEMENT_RTOL = 1e-13
 _DENSE_FALLBACK_MAX = 4096  # largest support solved densely when the Woodbury form breaks down
+_KEPT_GRAM_MAX = 2048  # keep_gram: only Grams up to this order (32 MiB of float64)
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,13 @@ def _rhs(problem: L0Problem, support: np.ndarray) -> np.ndarray:
     return b
 
 
-def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
-    """Exact minimiser of ``f`` with ``w`` restricted to ``support``."""
+def refit(problem: L0Problem, support: np.ndarray, *, keep_gram: bool = False) -> RefitResult:
+    """Exact minimiser of ``f`` with ``w`` restricted to ``support``.
+
+    ``keep_gram``: keep this support's Gram matrix for the next refit on the
+    same support of any problem over the same ``A`` (one kept per ``A``, the
+    last asked for; see the module docstring). The result is the same either way.
+    """
     p, n = problem.p, problem.n
     support = np.asarray(support, dtype=np.int64)
     w = np.zeros(p)
@@ -68,15 +80,14 @@ def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
     if s <= n or l2 == 0.0:
         if s > 4 * n and l2 == 0.0:
             return _min_norm_wide(problem, support, b)
-        A_S = np.asarray(problem.A[:, support], dtype=np.float64)
-        H = A_S.T @ A_S
+        H = _gram(problem, support, keep_gram, _columns_gram)
         if l2:
             H[np.diag_indices_from(H)] += l2
             w[support] = _ridge_solve(H, b)
             return RefitResult(w)
         return _min_norm_from_gram(H, b, support, w)
     try:
-        w[support] = _woodbury_solve(problem, support, b)
+        w[support] = _woodbury_solve(problem, support, b, keep_gram)
     except np.linalg.LinAlgError:
         # l2 lost to rounding against A_S A_S^T (columns of huge norm): the
         # n x n form is singular at this precision; the s x s one is not
@@ -90,8 +101,12 @@ def refit(problem: L0Problem, support: np.ndarray) -> RefitResult:
 
 
 def refit_or_centre(problem: L0Problem, support: np.ndarray) -> np.ndarray:
-    """The exact refit on ``support`` as a start point; ``w_bar`` on it where that is unbounded."""
-    res = refit(problem, support)
+    """The exact refit on ``support`` as a start point; ``w_bar`` on it where that is unbounded.
+
+    Start points recur across problems over one ``A`` (a damping search), so
+    the support's Gram matrix is kept (``refit(keep_gram=True)``).
+    """
+    res = refit(problem, support, keep_gram=True)
     if res.bounded:
         return res.w
     w = np.zeros(problem.p)
@@ -118,12 +133,44 @@ def _ridge_solve(H: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (evecs[:, keep] @ ((evecs[:, keep].T @ bs) / evals[keep])) / d
 
 
-def _woodbury_solve(problem: L0Problem, support: np.ndarray, b: np.ndarray) -> np.ndarray:
-    A, l2, n = problem.A, problem.l2, problem.n
+def _columns_gram(A: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """``A_S^T A_S`` (s x s, float64)."""
+    A_S = np.asarray(A[:, support], dtype=np.float64)
+    return A_S.T @ A_S
+
+
+def _rows_gram(A: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """``A_S A_S^T`` (n x n, float64), accumulated over column chunks."""
+    n = A.shape[0]
     M = np.zeros((n, n))
     for idx in _chunks(support):
         block = np.asarray(A[:, idx], dtype=np.float64)
         M += block @ block.T
+    return M
+
+
+def _gram(problem: L0Problem, support: np.ndarray, keep: bool, form) -> np.ndarray:
+    """``form(A, support)`` (a new array), or a copy of the one kept for this support."""
+    kept = problem._a_cache.get("gram")
+    if kept is not None and kept[0] is form and np.array_equal(kept[1], support):
+        return kept[2].copy()
+    G = form(problem.A, support)
+    if keep and G.shape[0] <= _KEPT_GRAM_MAX:
+        problem._a_cache["gram"] = (form, support.copy(), _readonly_copy(G))
+    return G
+
+
+def _readonly_copy(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out.setflags(write=False)
+    return out
+
+
+def _woodbury_solve(
+    problem: L0Problem, support: np.ndarray, b: np.ndarray, keep_gram: bool = False
+) -> np.ndarray:
+    A, l2 = problem.A, problem.l2
+    M = _gram(problem, support, keep_gram, _rows_gram)
     M[np.diag_indices_from(M)] += l2
     factor = sla.cho_factor(M, check_finite=False)
 

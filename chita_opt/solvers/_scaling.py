@@ -123,7 +123,7 @@ class Scaling:
         else:  # the data were validated with P; a power-of-two scale keeps them finite
             col_sq = P.col_sq_norms if A is P.A else None  # same A: same norms
             scaled = L0Problem._from_checked(A, P.y / beta, P.k, l2, w_bar, c, col_sq,
-                                             caps_of=P)
+                                             caps_of=P, a_cache=P._a_cache if A is P.A else None)
         return cls(P, scaled, s, alpha, beta)
 
     @property

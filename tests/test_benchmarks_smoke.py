@@ -137,6 +137,19 @@ def test_stage_damping_smoke_prints_every_column():
         assert 0 < acc <= 100
 
 
+def test_zoo_defaults_can_hold_out_the_validation_digits():
+    """--held-out-val: prune() is given the validation digits as held_out=."""
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch")
+    out = run_script("zoo_defaults.py", "--held-out-val")
+    assert "held_out=validation digits" in out
+    rows = tables(out)[-1]
+    assert len(rows) == 2 and all(0 < float(r["prune() defaults"].rstrip("%")) <= 100
+                                  for r in rows)
+    with pytest.raises(AssertionError, match="expected the test digits"):
+        run_script("zoo_defaults.py", "--held-out-val", "--val")
+
+
 def test_select_damping_grid_smoke_scores_both_grids():
     """benchmarks/select_damping_grid.py: select_damping's absolute and default grids."""
     if importlib.util.find_spec("torch") is None:
@@ -157,7 +170,7 @@ def test_select_damping_grid_smoke_scores_both_grids():
 def test_zoo_defaults_smoke_is_never_below_magnitude_by_much():
     if importlib.util.find_spec("torch") is None:
         pytest.skip("needs torch")
-    out = run_script("zoo_defaults.py", "--hindsight", "--cost")
+    out = run_script("zoo_defaults.py", "--hindsight", "--val-choice", "--cost")
     rows = tables(out)[-1]
     assert {r["model"] for r in rows} == {"smoke-mlp-adam", "smoke-mlp-sgd-nobias"}
     for r in rows:
@@ -167,8 +180,12 @@ def test_zoo_defaults_smoke_is_never_below_magnitude_by_much():
         best, damping = r["best fixed, hindsight (damping)"].split()
         assert 0 < float(best.rstrip("%")) <= 100 and float(damping.strip("()")) > 0
         assert r["within"] in ("yes", "NO")
+        on_val, d_val = r["best fixed on validation digits (damping)"].split()
+        assert float(on_val.rstrip("%")) <= float(best.rstrip("%"))  # the test's best bounds it
+        assert float(d_val.strip("()")) > 0 and r["within, validation choice"] in ("yes", "NO")
         assert r["cost ratio"] == "-" or float(r["cost ratio"].rstrip("x")) > 0
     assert "within tolerance of the hindsight damping" in out and "cost ratio" in out
+    assert "the damping best on the validation digits" in out
 
 
 def test_loss_only_defaults_smoke_scores_every_column():

@@ -21,8 +21,8 @@ damping in hindsight: ``prune(damping=d)`` for every d of ``ABS_GRID`` (1e-12 ..
 best accuracy on the reported digits -- an upper bound, not a method. ``--val-choice``
 (with ``--hindsight`` on the test digits) also scores those prunes on the validation
 digits and reports the test accuracy of the damping best there: a choice made with a
-labelled validation set the model never trained on (1,000 MNIST digits, 400 sklearn
-digits; four times the defaults' held-out samples), i.e. how close to the test-digit
+labelled validation set the model never trained on (1,000 MNIST digits, four times the
+defaults' 250 held-out samples; 401 sklearn digits), i.e. how close to the test-digit
 hindsight any held-out choice can be expected to come. ``--cost`` adds
 ``prune(damping=<the damping the defaults chose>)`` and the ratio of CPU times.
 ``--held-out-val`` passes the validation digits as ``prune(held_out=...)`` (what a user

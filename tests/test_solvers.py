@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import numpy as np
@@ -204,8 +205,6 @@ def test_a_damping_search_reuses_the_start_gram_and_gets_the_same_answers(n, k, 
     assert not kept[0][2].flags.writeable  # refits add l2 to a copy
     assert base.with_k(k - 1)._a_cache is base._a_cache
     assert base.replace(k=k)._a_cache is not base._a_cache  # replace may change A: no sharing
-    import pickle
-
     assert "_a_cache" not in pickle.loads(pickle.dumps(base)).__dict__  # working memory only
 
 

@@ -23,6 +23,7 @@ and forming that Gram was up to 38% of a solve (docs/algorithms.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,7 +150,10 @@ def _rows_gram(A: np.ndarray, support: np.ndarray) -> np.ndarray:
     return M
 
 
-def _gram(problem: L0Problem, support: np.ndarray, keep: bool, form) -> np.ndarray:
+def _gram(
+    problem: L0Problem, support: np.ndarray, keep: bool,
+    form: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
     """``form(A, support)`` (a new array), or a copy of the one kept for this support."""
     kept = problem._a_cache.get("gram")
     if kept is not None and kept[0] is form and np.array_equal(kept[1], support):

@@ -4,7 +4,8 @@
     python benchmarks/select_damping_grid.py --smoke   # seconds (CI: test_benchmarks_smoke.py)
 
 ``select_damping(model, loss, train digits, validation digits, sparsity=s)`` runs the whole
-pruning once per candidate damping and keeps the lowest validation loss; the chosen
+pruning once per candidate damping and keeps the best on the validation digits
+(error, then loss, as ``damping="auto"`` ranks; the loss alone until 2026-12-08); the chosen
 damping is then pruned with ``prune(damping=<chosen>)`` and scored on the test digits.
 Columns: the old absolute candidates ``(1e-4, 1e-3, 1e-2, 1e-1)``, the default
 (``grid=None``: ``lambda_0 * 10^{+1,-1,-3,-5,-7}``, relative to the Fisher's own scale at

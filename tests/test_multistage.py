@@ -253,6 +253,30 @@ def test_select_damping_keeps_the_lowest_held_out_loss():
         select_damping(run, lambda rep: 0.0, 0.1)
 
 
+def test_select_damping_ranks_scores_by_error_then_loss():
+    from chita_opt.pruning.damping import Score
+
+    # a fake run per damping: its score is looked up, not computed
+    scores = {1.0: Score(loss=0.30, error=0.20), 0.1: Score(loss=0.50, error=0.10),
+              0.01: Score(loss=0.40, error=0.10), 1e-3: Score(loss=0.10, error=float("nan"))}
+
+    def run(d):
+        return PruneReport(method="backsolve", sparsity=0.0, k=1, p=1,
+                           weights=np.array([d]), mask=np.ones(1, bool))
+
+    sel = select_damping(run, lambda rep: scores[float(rep.weights[0])], list(scores))
+    # the error decides (0.1 < 0.2 although its loss is higher), the loss breaks the tie,
+    # and a non-finite score is never chosen even with the lowest loss
+    assert sel.damping == 0.01
+    assert sel.losses == {d: sc.loss for d, sc in scores.items()}
+    assert sel.errors[0.1] == 0.10 and np.isnan(sel.errors[1e-3])
+    assert sel.report.options["damping_errors"]["0.01"] == 0.10
+    assert "error 0.1000" in str(sel)
+    # plain floats: the loss alone, no errors recorded
+    plain = select_damping(run, lambda rep: scores[float(rep.weights[0])].loss, list(scores))
+    assert plain.damping == 1e-3 and plain.errors is None
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     s=st.floats(0.05, 0.95),

@@ -334,7 +334,7 @@ def test_multistage_with_first_order_and_blocks_runs_and_records_settings(traine
     assert "stage" in str(rep)
 
 
-def test_auto_damping_picks_the_lowest_held_out_loss(trained):
+def test_select_damping_ranks_like_auto_and_matches_prune(trained):
     model, X, y = fresh(trained)
     sel = select_damping(
         model,
@@ -347,7 +347,11 @@ def test_auto_damping_picks_the_lowest_held_out_loss(trained):
         method="backsolve",
     )
     assert masks(model) == {}  # select_damping does not prune the model
-    assert sel.losses[sel.damping] == min(sel.losses.values())
+    # class-index targets: ranked by (held-out error, loss), as damping="auto" ranks
+    assert set(sel.errors) == set(sel.losses) == {1e-5, 1e-2, 10.0}
+    assert (sel.errors[sel.damping], sel.losses[sel.damping]) == min(
+        (sel.errors[d], sel.losses[d]) for d in sel.losses)
+    assert sel.report.options["damping_errors"] == {f"{d:g}": e for d, e in sel.errors.items()}
     rep = prune(
         model,
         F.cross_entropy,

@@ -194,8 +194,10 @@ def select_damping_runs(
     *,
     options: Mapping[str, Any] | None = None,
 ) -> DampingSelection:
-    """One whole :func:`run_pipeline` per damping of ``grid``, scored by the mean loss on
-    ``held_out`` (the adapters' ``select_damping``); the model is not modified.
+    """One whole :func:`run_pipeline` per damping of ``grid``, scored on ``held_out`` as
+    ``damping="auto"`` scores its candidates (classification error, then mean loss; the
+    loss alone without an error) -- the adapters' ``select_damping``; the model is not
+    modified.
 
     ``grid=None``: :func:`~chita_opt.pruning.selection.relative_grid` of the Fisher
     scale of the alive weights, from one gradient pass drawn as the first stage's.
@@ -211,6 +213,6 @@ def select_damping_runs(
         grid = relative_grid(fisher_scale(G if alive.all() else G[:, alive]))
     return select_damping(
         lambda d: run_pipeline(adapter, data, config.replace(damping=d), options=options),
-        lambda rep: adapter.evaluate(rep.weights, batches).loss,
+        lambda rep: adapter.evaluate(rep.weights, batches),
         grid,
     )

@@ -19,7 +19,7 @@ import numpy as np
 from .._validation import check_nonnegative
 from .._warnings import warn
 from ._checks import as_sequence
-from .damping import damping_grid
+from .damping import Score, damping_grid
 from .multistage import ModelValidityWarning, _move_message, _moved_too_far
 from .report import PruneReport, by_damping_name
 
@@ -35,20 +35,27 @@ class DampingSelection:
     Attributes
     ----------
     damping : float
-        The damping with the lowest held-out loss.
+        The damping with the lowest held-out score: the classification error
+        when ``evaluate`` reports one (ties broken by the loss), else the loss.
     losses : dict
         Held-out loss for every damping tried.
     report : PruneReport
         The pruning run with the chosen damping.
+    errors : dict or None
+        Held-out classification error for every damping tried, when
+        ``evaluate`` reports one.
     """
 
     damping: float
     losses: dict[float, float]
     report: PruneReport
+    errors: dict[float, float] | None = None
 
     def __str__(self) -> str:
+        errors = self.errors or {}
         rows = "\n".join(
             f"  damping {d:<10.3g} held-out loss {loss:.6g}"
+            + (f"  error {errors[d]:.4f}" if d in errors else "")
             + ("  <- chosen" if d == self.damping else "")
             for d, loss in self.losses.items()
         )
@@ -73,10 +80,10 @@ def relative_grid(scale: float) -> tuple[float, ...]:
 
 def select_damping(
     run: Callable[[float], PruneReport],
-    evaluate: Callable[[PruneReport], float],
+    evaluate: Callable[[PruneReport], float | Score],
     grid: Sequence[float] = DEFAULT_DAMPING_GRID,
 ) -> DampingSelection:
-    """Pick the damping whose pruned weights have the lowest held-out loss.
+    """Pick the damping whose pruned weights score best on held-out data.
 
     The quadratic model's objective is not a reliable guide (a very small
     damping lets the model overfit its n gradient rows, see the docs): the
@@ -86,8 +93,13 @@ def select_damping(
     ----------
     run : callable ``damping -> PruneReport``
         Prunes (without touching the caller's model) with one damping.
-    evaluate : callable ``PruneReport -> float``
-        Held-out loss of the report's ``weights``.
+    evaluate : callable ``PruneReport -> float`` or ``PruneReport -> Score``
+        Held-out loss of the report's ``weights``, or a
+        :class:`~chita_opt.pruning.damping.Score` (what the adapters'
+        ``evaluate`` returns): with a classification error the candidates are
+        ranked by ``Score.key()`` -- the error, ties broken by the loss --
+        as ``damping="auto"`` ranks them (the loss alone chose badly on
+        networks the pruning breaks: docs/benchmarks_zoo.md).
     grid : sequence of float
         Dampings to try (non-negative).
     """
@@ -95,25 +107,31 @@ def select_damping(
     if not values:
         raise ValueError("grid: expected at least one damping, got an empty sequence")
     losses: dict[float, float] = {}
-    best: tuple[float, float, PruneReport] | None = None
+    errors: dict[float, float] = {}
+    best: tuple[float, tuple[float, ...], PruneReport] | None = None
     for d in values:
         with warnings.catch_warnings():
             # Candidates that move too far are what the held-out loss weeds out;
             # only the chosen one is worth a warning (below).
             warnings.simplefilter("ignore", ModelValidityWarning)
             rep = run(d)
-        loss = float(evaluate(rep))
-        losses[d] = loss
-        logger.info("damping %g: held-out loss %.6g", d, loss)
-        if np.isfinite(loss) and (best is None or loss < best[1]):
-            best = (d, loss, rep)
+        raw = evaluate(rep)
+        key = raw.key() if isinstance(raw, Score) else (float(raw),)
+        losses[d] = raw.loss if isinstance(raw, Score) else key[0]
+        if isinstance(raw, Score) and raw.error is not None:
+            errors[d] = raw.error
+        logger.info("damping %g: held-out score %s", d, key)
+        if all(np.isfinite(key)) and (best is None or key < best[1]):
+            best = (d, key, rep)
     if best is None:
         raise RuntimeError(
             f"select_damping: every damping gave a non-finite held-out loss: {losses}"
         )
     best[2].options["damping_losses"] = by_damping_name(losses)
+    if errors:
+        best[2].options["damping_errors"] = by_damping_name(errors)
     far = [r for r in best[2].stages if _moved_too_far(r, r.objective is not None)]
     if far:
         warn(_move_message(far[0], f"with the chosen damping {best[0]:g}, "),
              ModelValidityWarning)
-    return DampingSelection(best[0], losses, best[2])
+    return DampingSelection(best[0], losses, best[2], errors or None)

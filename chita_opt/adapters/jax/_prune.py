@@ -146,14 +146,15 @@ def select_damping(
     chunk_size: int | None = None,
     **settings: Any,
 ) -> DampingSelection:
-    """Run the whole pruning once per damping in ``grid``; keep the lowest held-out loss.
+    """Run the whole pruning once per damping in ``grid``; keep the best on ``held_out``.
 
     The JAX counterpart of :func:`chita_opt.adapters.torch.select_damping`:
     ``params`` are not modified, ``held_out`` is data not used for the gradients
     (same forms as ``data``), ``grid=None`` is relative to the Fisher's own scale
     (:func:`chita_opt.pruning.selection.relative_grid`), and the
     :class:`~chita_opt.pruning.DampingSelection` holds the chosen damping, the
-    held-out loss of every candidate and the chosen run's report (write its
+    held-out loss (and error, ranked first as by ``damping="auto"``, for
+    class-index targets) of every candidate and the chosen run's report (write its
     weights with ``PytreeLayout.unflatten_params``, or call :func:`prune` with
     ``damping=selection.damping``). :func:`prune` chooses the damping per stage
     by itself (``damping="auto"``, the default); this compares whole runs.

@@ -145,7 +145,7 @@ def select_damping(
     vectorize: bool = True,
     **settings: Any,
 ) -> DampingSelection:
-    """Run the whole pruning once per damping in ``grid``; keep the lowest held-out loss.
+    """Run the whole pruning once per damping in ``grid``; keep the best on ``held_out``.
 
     The model is not modified. ``held_out`` must be data not used for the
     gradients (same forms as ``data``). ``grid=None`` (default): ten times the
@@ -153,7 +153,10 @@ def select_damping(
     points down to ``1e-7 lambda_0``, two decades apart
     (:func:`chita_opt.pruning.selection.relative_grid`). Returns a
     :class:`~chita_opt.pruning.DampingSelection` with the chosen damping, the
-    loss of every candidate and the chosen run's report. ``prune`` chooses
+    loss (and, for class-index targets, the error) of every candidate and the
+    chosen run's report. Candidates are ranked as ``damping="auto"`` ranks them:
+    the held-out classification error when the targets are class indices, ties
+    broken by the mean loss; the loss alone otherwise. ``prune`` chooses
     the damping per stage by itself (``damping="auto"``, the default); this
     is for comparing whole runs side by side.
     """

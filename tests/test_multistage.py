@@ -275,6 +275,10 @@ def test_select_damping_ranks_scores_by_error_then_loss():
     # plain floats: the loss alone, no errors recorded
     plain = select_damping(run, lambda rep: scores[float(rep.weights[0])].loss, list(scores))
     assert plain.damping == 1e-3 and plain.errors is None
+    with pytest.raises(TypeError, match="evaluate: expected a float loss or a Score, got 'bad'"):
+        select_damping(run, lambda rep: "bad", [1.0])
+    with pytest.raises(RuntimeError, match=r"non-finite held-out score.*errors"):
+        select_damping(run, lambda rep: Score(loss=1.0, error=float("nan")), [1.0])
 
 
 @settings(max_examples=25, deadline=None)

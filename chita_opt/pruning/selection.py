@@ -116,7 +116,7 @@ def select_damping(
             warnings.simplefilter("ignore", ModelValidityWarning)
             rep = run(d)
         raw = evaluate(rep)
-        key = raw.key() if isinstance(raw, Score) else (float(raw),)
+        key = raw.key() if isinstance(raw, Score) else (_as_loss(raw, d),)
         losses[d] = raw.loss if isinstance(raw, Score) else key[0]
         if isinstance(raw, Score) and raw.error is not None:
             errors[d] = raw.error
@@ -125,7 +125,8 @@ def select_damping(
             best = (d, key, rep)
     if best is None:
         raise RuntimeError(
-            f"select_damping: every damping gave a non-finite held-out loss: {losses}"
+            f"select_damping: every damping gave a non-finite held-out score: losses {losses}"
+            + (f", errors {errors}" if errors else "")
         )
     best[2].options["damping_losses"] = by_damping_name(losses)
     if errors:
@@ -135,3 +136,13 @@ def select_damping(
         warn(_move_message(far[0], f"with the chosen damping {best[0]:g}, "),
              ModelValidityWarning)
     return DampingSelection(best[0], losses, best[2], errors or None)
+
+
+def _as_loss(raw: object, damping: float) -> float:
+    """``evaluate``'s float, or a TypeError that names it."""
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"evaluate: expected a float loss or a Score, got {raw!r} for damping {damping:g}"
+        ) from None

@@ -464,8 +464,10 @@ def test_select_damping_runs_every_candidate_and_keeps_the_lowest_held_out_loss(
     x, y = make_data(90, 6, 4, seed=6)
     before = snapshot(params)
     grid = (1e-5, 1e-2, 10.0)
-    sel = select_damping(ce_loss, params, (x[:50], y[:50]), (x[50:], y[50:]), grid=grid,
-                         sparsity=0.7, method="backsolve", n_samples=50)
+    with pytest.warns(UserWarning, match="error_fn: not given.*select_damping"):
+        sel = select_damping(ce_loss, params, (x[:50], y[:50]), (x[50:], y[50:]), grid=grid,
+                             sparsity=0.7, method="backsolve", n_samples=50)
+    assert sel.errors is None  # no error_fn: ranked by loss alone
     assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(params), strict=True))
     assert set(sel.losses) == set(grid)
     assert sel.damping == min(sel.losses, key=sel.losses.get)
@@ -484,9 +486,17 @@ def test_select_damping_runs_every_candidate_and_keeps_the_lowest_held_out_loss(
     G, _, _ = gradient_matrix(ce_loss, params, (x[:50], y[:50]), n_samples=50)
     expected = relative_grid(fisher_scale(G))
     default = select_damping(ce_loss, params, (x[:50], y[:50]), (x[50:], y[50:]),
-                             sparsity=0.7, method="backsolve", n_samples=50)
+                             sparsity=0.7, method="backsolve", n_samples=50,
+                             error_fn=classification_error(mlp_logits))
     assert sorted(default.losses) == pytest.approx(sorted(expected), rel=1e-5)
     assert max(expected) / min(expected) == pytest.approx(1e8)
+    # with error_fn: ranked as damping="auto" ranks, by held-out error, then loss
+    ranked = select_damping(ce_loss, params, (x[:50], y[:50]), (x[50:], y[50:]), grid=grid,
+                            sparsity=0.7, method="backsolve", n_samples=50,
+                            error_fn=classification_error(mlp_logits))
+    assert set(ranked.errors) == set(grid) and ranked.losses == pytest.approx(sel.losses)
+    assert (ranked.errors[ranked.damping], ranked.losses[ranked.damping]) == min(
+        (ranked.errors[d], ranked.losses[d]) for d in grid)
     with pytest.raises(TypeError, match="held_out: expected"):
         select_damping(ce_loss, params, (x, y), None, sparsity=0.7)
     with pytest.raises(ValueError, match="held_out: expected at least one batch"):

@@ -19,7 +19,8 @@ from ._adapter import JaxAdapter, LossFn, _is_tuple_of_arrays, check_callable, m
 from ._layout import PytreeLayout, Select
 
 _ERROR_FN_HINT = (
-    "error_fn: not given, so the held-out choice (damping='auto', the first-order guard) "
+    "error_fn: not given, so the held-out choice (damping='auto', the first-order guard, "
+    "select_damping) "
     "ranks by loss alone -- this adapter sees a loss function, not the model's outputs -- "
     "and these targets are class indices. For a classifier pass "
     "error_fn=chita_opt.adapters.jax.classification_error(apply_fn) to rank by held-out "
@@ -144,6 +145,7 @@ def select_damping(
     select: Select = None,
     masks: Any = None,
     chunk_size: int | None = None,
+    error_fn: LossFn | None = None,
     **settings: Any,
 ) -> DampingSelection:
     """Run the whole pruning once per damping in ``grid``; keep the best on ``held_out``.
@@ -158,8 +160,13 @@ def select_damping(
     weights with ``PytreeLayout.unflatten_params``, or call :func:`prune` with
     ``damping=selection.damping``). :func:`prune` chooses the damping per stage
     by itself (``damping="auto"``, the default); this compares whole runs.
+    ``error_fn`` as for :func:`prune`: with it the runs are ranked by held-out
+    classification error, then loss; without it, by loss (and class-index
+    targets give a ``UserWarning`` saying so).
     """
-    adapter = _adapter(loss_fn, params, select, masks, chunk_size)
+    adapter = _adapter(loss_fn, params, select, masks, chunk_size, error_fn=error_fn)
+    if error_fn is None and _class_indices(held_out):
+        warn(_ERROR_FN_HINT, UserWarning)
     settings.setdefault("progress", False)
     return select_damping_runs(adapter, data, held_out, make_config(config, **settings), grid,
                                options={"leaves": list(adapter.layout.names)})

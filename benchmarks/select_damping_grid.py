@@ -9,9 +9,11 @@ pruning once per candidate damping and keeps the best on the validation digits
 damping is then pruned with ``prune(damping=<chosen>)`` and scored on the test digits.
 Columns: the old absolute candidates ``(1e-4, 1e-3, 1e-2, 1e-1)``, the default
 (``grid=None``: ``lambda_0 * 10^{+1,-1,-3,-5,-7}``, relative to the Fisher's own scale at
-the weights), ``prune()`` at its defaults (held-out share of the training digits) and
-magnitude pruning. The models are trained and cached by ``benchmarks/model_zoo.py``.
-CPU seconds of one thread.
+the weights), a dense grid (``damping_grid(G, n_points=13, decades=12, top=1)``:
+``lambda_0 * 10^{+1 .. -11}``, the recipe of docs/pruning_pytorch.md; its CPU time
+includes the gradient pass for ``G``), ``prune()`` at its defaults (held-out share of the
+training digits) and magnitude pruning. The models are trained and cached by
+``benchmarks/model_zoo.py``. CPU seconds of one thread.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ import _common  # noqa: E402
 from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, ZOO, dataset, train  # noqa: E402
 from stage_damping import accuracy, prune_copy  # noqa: E402
 
-from chita_opt.adapters.torch import select_damping  # noqa: E402
+from chita_opt.adapters.torch import gradient_matrix, select_damping  # noqa: E402
 from chita_opt.pruning import DEFAULT_DAMPING_GRID  # noqa: E402
+from chita_opt.pruning.damping import damping_grid  # noqa: E402
 
 ROWS = (
     ("digits-mlp3-adam-conv", 0.8),
@@ -62,7 +65,7 @@ def main() -> None:
                          ["torch"])
     configs = {**SMOKE_ZOO, **ZOO, **HOLDOUT_ZOO}
     headers = ["model", "sparsity", "absolute grid (chosen; cpu)", "default grid (chosen; cpu)",
-               "prune() defaults", "magnitude"]
+               "dense grid (chosen; cpu)", "prune() defaults", "magnitude"]
     rows: list[list[Any]] = []
     means: dict[str, list[float]] = {h: [] for h in headers[2:]}
     for name, sparsity in SMOKE_ROWS if args.smoke else ROWS:
@@ -71,18 +74,22 @@ def main() -> None:
         data = dataset(cfg["data"])
         train_part, val_part = data.part("train"), data.part("val")
         row: list[Any] = [name, sparsity]
-        for grid in (DEFAULT_DAMPING_GRID, None):
+        for column, grid in zip(headers[2:5], (DEFAULT_DAMPING_GRID, None, "dense"),
+                                strict=True):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 c0 = time.process_time()
+                if grid == "dense":
+                    G, _, _ = gradient_matrix(model, F.cross_entropy, train_part)
+                    grid = damping_grid(G, n_points=13, decades=12, top=1)
                 sel = select_damping(model, F.cross_entropy, train_part, val_part,
                                      sparsity=sparsity, grid=grid)
                 cpu = time.process_time() - c0
             pruned, _, _ = prune_copy(model, cfg, sparsity=sparsity, damping=sel.damping)
             acc = accuracy(pruned, cfg, "test")
-            means[headers[2 if grid is not None else 3]].append(acc)
+            means[column].append(acc)
             row.append(f"{acc:.1%} ({sel.damping:.2g}; {cpu:.1f} s)")
-        for column, kwargs in ((headers[4], {}), (headers[5], {"method": "magnitude"})):
+        for column, kwargs in ((headers[5], {}), (headers[6], {"method": "magnitude"})):
             pruned, _, _ = prune_copy(model, cfg, sparsity=sparsity, **kwargs)
             acc = accuracy(pruned, cfg, "test")
             means[column].append(acc)

@@ -157,7 +157,8 @@ def test_select_damping_grid_smoke_scores_both_grids():
     out = run_script("select_damping_grid.py")
     rows = tables(out)[-1]
     assert [r["model"] for r in rows] == ["smoke-mlp-adam"]
-    for col in ("absolute grid (chosen; cpu)", "default grid (chosen; cpu)"):
+    for col in ("absolute grid (chosen; cpu)", "default grid (chosen; cpu)",
+                "dense grid (chosen; cpu)"):
         acc, rest = rows[0][col].split("% (")
         chosen = float(rest.split(";")[0])
         assert 0 < float(acc) <= 100 and chosen > 0

@@ -155,8 +155,8 @@ def select_damping(
     (same forms as ``data``), ``grid=None`` is relative to the Fisher's own scale
     (:func:`chita_opt.pruning.selection.relative_grid`), and the
     :class:`~chita_opt.pruning.DampingSelection` holds the chosen damping, the
-    held-out loss (and error, ranked first as by ``damping="auto"``, for
-    class-index targets) of every candidate and the chosen run's report (write its
+    held-out loss (and, with ``error_fn``, the error, ranked first as by
+    ``damping="auto"``) of every candidate and the chosen run's report (write its
     weights with ``PytreeLayout.unflatten_params``, or call :func:`prune` with
     ``damping=selection.damping``). :func:`prune` chooses the damping per stage
     by itself (``damping="auto"``, the default); this compares whole runs.

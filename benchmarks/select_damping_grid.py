@@ -56,6 +56,18 @@ ROWS = (
 SMOKE_ROWS = (("smoke-mlp-adam", 0.8),)
 
 
+def dense_grid(model: torch.nn.Module, train_part: Any) -> Any:
+    """The recipe of docs/pruning_pytorch.md; its gradient pass is part of its time."""
+    G, _, _ = gradient_matrix(model, F.cross_entropy, train_part)
+    return damping_grid(G, n_points=13, decades=12, top=1)
+
+
+# the candidates of the three select_damping columns, from (model, training digits)
+GRIDS = (lambda model, train_part: DEFAULT_DAMPING_GRID,
+         lambda model, train_part: None,  # select_damping's default, relative to lambda_0
+         dense_grid)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
@@ -74,16 +86,12 @@ def main() -> None:
         data = dataset(cfg["data"])
         train_part, val_part = data.part("train"), data.part("val")
         row: list[Any] = [name, sparsity]
-        for column, grid in zip(headers[2:5], (DEFAULT_DAMPING_GRID, None, "dense"),
-                                strict=True):
+        for column, make_grid in zip(headers[2:5], GRIDS, strict=True):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 c0 = time.process_time()
-                if grid == "dense":
-                    G, _, _ = gradient_matrix(model, F.cross_entropy, train_part)
-                    grid = damping_grid(G, n_points=13, decades=12, top=1)
                 sel = select_damping(model, F.cross_entropy, train_part, val_part,
-                                     sparsity=sparsity, grid=grid)
+                                     sparsity=sparsity, grid=make_grid(model, train_part))
                 cpu = time.process_time() - c0
             pruned, _, _ = prune_copy(model, cfg, sparsity=sparsity, damping=sel.damping)
             acc = accuracy(pruned, cfg, "test")

@@ -1,7 +1,9 @@
 """``select_damping``'s candidates: the default relative to the Fisher scale against absolute ones.
 
-    python benchmarks/select_damping_grid.py           # six rows of the zoo and held-out models
-    python benchmarks/select_damping_grid.py --smoke   # seconds (CI: test_benchmarks_smoke.py)
+    python benchmarks/select_damping_grid.py                # six rows, zoo and held-out models
+    python benchmarks/select_damping_grid.py --rows zoo     # the zoo's 21 rows (about 15 min)
+    python benchmarks/select_damping_grid.py --rows holdout # the 66 held-out rows (about 45 min)
+    python benchmarks/select_damping_grid.py --smoke        # seconds (test_benchmarks_smoke.py)
 
 ``select_damping(model, loss, train digits, validation digits, sparsity=s)`` runs the whole
 pruning once per candidate damping and keeps the best on the validation digits
@@ -13,7 +15,9 @@ the weights), a dense grid (``damping_grid(G, n_points=13, decades=12, top=1)``:
 ``lambda_0 * 10^{+1 .. -11}``, the recipe of docs/pruning_pytorch.md; its CPU time
 includes the gradient pass for ``G``), ``prune()`` at its defaults (held-out share of the
 training digits) and magnitude pruning. The models are trained and cached by
-``benchmarks/model_zoo.py``. CPU seconds of one thread.
+``benchmarks/model_zoo.py``. CPU seconds of one thread. ``--rows zoo`` / ``--rows holdout``
+run every sparsity of every model of ``ZOO`` (the paper's MLPNet aside) / ``HOLDOUT_ZOO``
+(the tables of docs/benchmarks_zoo.md, "select_damping ranks as damping='auto' does").
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common  # noqa: E402
-from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, ZOO, dataset, train  # noqa: E402
+from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, SPARSITIES, ZOO, dataset, train  # noqa: E402
 from stage_damping import accuracy, prune_copy  # noqa: E402
 
 from chita_opt.adapters.torch import gradient_matrix, select_damping  # noqa: E402
@@ -56,20 +60,36 @@ ROWS = (
 SMOKE_ROWS = (("smoke-mlp-adam", 0.8),)
 
 
-def dense_grid(model: torch.nn.Module, train_part: Any) -> Any:
+def zoo_rows(zoo: dict[str, dict[str, Any]]) -> tuple[tuple[str, float], ...]:
+    """Every model of ``zoo`` at each sparsity of its dataset (as zoo_defaults.py runs them)."""
+    return tuple((name, s) for name, cfg in zoo.items() for s in SPARSITIES[cfg["data"]])
+
+
+ROW_SETS = {"six": lambda: ROWS, "zoo": lambda: zoo_rows(ZOO),
+            "holdout": lambda: zoo_rows(HOLDOUT_ZOO)}
+
+
+def loss_of(cfg: dict[str, Any]) -> Any:
+    """The model's training loss, as stage_damping.prune_copy uses it."""
+    return F.nll_loss if cfg.get("loss") == "nll" else F.cross_entropy
+
+
+def dense_grid(model: torch.nn.Module, loss: Any, train_part: Any) -> Any:
     """The recipe of docs/pruning_pytorch.md; its gradient pass is part of its time."""
-    G, _, _ = gradient_matrix(model, F.cross_entropy, train_part)
+    G, _, _ = gradient_matrix(model, loss, train_part)
     return damping_grid(G, n_points=13, decades=12, top=1)
 
 
-# the candidates of the three select_damping columns, from (model, training digits)
-GRIDS = (lambda model, train_part: DEFAULT_DAMPING_GRID,
-         lambda model, train_part: None,  # select_damping's default, relative to lambda_0
+# the candidates of the three select_damping columns, from (model, loss, training digits)
+GRIDS = (lambda model, loss, train_part: DEFAULT_DAMPING_GRID,
+         lambda model, loss, train_part: None,  # select_damping's default, relative to lambda_0
          dense_grid)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", choices=sorted(ROW_SETS), default="six",
+                    help="which rows: six chosen ones (default), the zoo's, the held-out models'")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -80,8 +100,9 @@ def main() -> None:
                "dense grid (chosen; cpu)", "prune() defaults", "magnitude"]
     rows: list[list[Any]] = []
     means: dict[str, list[float]] = {h: [] for h in headers[2:]}
-    for name, sparsity in SMOKE_ROWS if args.smoke else ROWS:
+    for name, sparsity in SMOKE_ROWS if args.smoke else ROW_SETS[args.rows]():
         cfg = configs[name]
+        loss = loss_of(cfg)
         model = train(name, cfg)
         data = dataset(cfg["data"])
         train_part, val_part = data.part("train"), data.part("val")
@@ -90,8 +111,8 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 c0 = time.process_time()
-                sel = select_damping(model, F.cross_entropy, train_part, val_part,
-                                     sparsity=sparsity, grid=make_grid(model, train_part))
+                sel = select_damping(model, loss, train_part, val_part,
+                                     sparsity=sparsity, grid=make_grid(model, loss, train_part))
                 cpu = time.process_time() - c0
             pruned, _, _ = prune_copy(model, cfg, sparsity=sparsity, damping=sel.damping)
             acc = accuracy(pruned, cfg, "test")
@@ -108,6 +129,10 @@ def main() -> None:
     _common.print_table(headers, rows)
     print("\nmean test accuracy: " + ", ".join(
         f"{h.split(' (')[0]} {statistics.mean(v):.2%}" for h, v in means.items()))
+    magnitude = means[headers[6]]
+    print(f"rows below magnitude pruning (of {len(magnitude)}): " + ", ".join(
+        f"{h.split(' (')[0]} {sum(a < m - 1e-9 for a, m in zip(v, magnitude, strict=True))}"
+        for h, v in list(means.items())[:-1]))
 
 
 if __name__ == "__main__":

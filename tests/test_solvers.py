@@ -158,9 +158,9 @@ def test_active_set_refits_a_settled_support_instead_of_crawling():
 
 
 def test_active_set_reaches_the_brute_force_optimum_more_often_than_before():
-    """The batch of _batch_gaps: 50% before the
-    working-set IHT refitted and went on past the first fixed point of its safe step
-    (docs/algorithms.md, "Refits on the working set"), 65% since."""
+    """Optimal on 50% of the batch of ``_batch_gaps`` before the working-set IHT refitted
+    and went on past the first fixed point of its safe step (docs/algorithms.md, "Refits
+    on the working set"), on 65% since."""
     share = float(np.mean(_batch_gaps("active_set") <= 1e-6))
     assert share >= 0.6, f"active_set optimal in {share:.1%} of instances"
 

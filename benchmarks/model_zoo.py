@@ -346,6 +346,12 @@ class TinyTransformer(nn.Module):
         return self.head(self.head_norm(x).mean(dim=1))
 
 
+def loss_function(name: str | None) -> Any:
+    """A zoo model's training loss by its config's ``loss``: NLL for "nll" (the paper's
+    MLPNet ends in log-softmax), cross-entropy otherwise."""
+    return F.nll_loss if name == "nll" else F.cross_entropy
+
+
 def build(cfg: dict[str, Any]) -> nn.Module:
     if cfg["arch"] == "mlp":
         return MLP(cfg["sizes"], cfg["bias"], act=cfg.get("act", "relu"),
@@ -526,7 +532,7 @@ class Net:
         self.model = model
         self.layout = layout
         self.shapes = {n: tuple(model.get_parameter(n).shape) for n in layout.names}
-        self.loss_fn = F.nll_loss if loss == "nll" else F.cross_entropy
+        self.loss_fn = loss_function(loss)
 
     def outputs(self, w: np.ndarray, X: torch.Tensor) -> torch.Tensor:
         params = {
@@ -590,7 +596,7 @@ def make_case(name: str, model: nn.Module, cfg: dict[str, Any], n_read: int,
     Xr, yr = torch.from_numpy(data.X[idx]), torch.from_numpy(data.y[idx])
     Xv, yv = data.part("val")
     Xt, yt = data.part("test")
-    loss_fn = F.nll_loss if loss == "nll" else F.cross_entropy
+    loss_fn = loss_function(loss)
     _, w_bar, layout = gradient_matrix(model, loss_fn, (Xr[:1], yr[:1]), n_samples=1)
     Xx = torch.from_numpy(data.X[extra]) if extra.size else None
     yx = torch.from_numpy(data.y[extra]) if extra.size else None
@@ -878,7 +884,7 @@ def chita_pp(model0: nn.Module, loss: str, Xpool: torch.Tensor, ypool: torch.Ten
     rule = dict(RULE if rule is None else rule)
     fraction = rule.pop("fraction")
     model = copy.deepcopy(model0)
-    loss_fn = F.nll_loss if loss == "nll" else F.cross_entropy
+    loss_fn = loss_function(loss)
     _, w, layout = gradient_matrix(model, loss_fn, (Xpool[:1], ypool[:1]), n_samples=1)
     net = Net(model, layout, loss)
     p = w.size

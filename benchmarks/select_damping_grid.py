@@ -36,13 +36,12 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _common  # noqa: E402
-from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, SPARSITIES, ZOO, dataset, train  # noqa: E402
+from model_zoo import HOLDOUT_ZOO, SMOKE_ZOO, SPARSITIES, ZOO, dataset, loss_function, train  # noqa: E402
 from stage_damping import accuracy, prune_copy  # noqa: E402
 
 from chita_opt.adapters.torch import gradient_matrix, select_damping  # noqa: E402
@@ -67,11 +66,6 @@ def zoo_rows(zoo: dict[str, dict[str, Any]]) -> tuple[tuple[str, float], ...]:
 
 ROW_SETS = {"six": lambda: ROWS, "zoo": lambda: zoo_rows(ZOO),
             "holdout": lambda: zoo_rows(HOLDOUT_ZOO)}
-
-
-def loss_of(cfg: dict[str, Any]) -> Any:
-    """The model's training loss, as stage_damping.prune_copy uses it."""
-    return F.nll_loss if cfg.get("loss") == "nll" else F.cross_entropy
 
 
 def dense_grid(model: torch.nn.Module, loss: Any, train_part: Any) -> Any:
@@ -102,7 +96,7 @@ def main() -> None:
     means: dict[str, list[float]] = {h: [] for h in headers[2:]}
     for name, sparsity in SMOKE_ROWS if args.smoke else ROW_SETS[args.rows]():
         cfg = configs[name]
-        loss = loss_of(cfg)
+        loss = loss_function(cfg.get("loss"))
         model = train(name, cfg)
         data = dataset(cfg["data"])
         train_part, val_part = data.part("train"), data.part("val")

@@ -36,7 +36,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,6 +47,7 @@ from model_zoo import (  # noqa: E402
     SPARSITIES,
     ZOO,
     dataset,
+    loss_function,
     paper_mlpnet,
     train,
 )
@@ -115,7 +115,7 @@ def prune_quietly(model: torch.nn.Module, loss: Any, data: Any,
 def prune_copy(model: torch.nn.Module, cfg: dict[str, Any],
                **kwargs: Any) -> tuple[torch.nn.Module, Any, float]:
     """``prune`` a copy on the training digits: (the copy, its report, CPU seconds)."""
-    loss = F.nll_loss if cfg.get("loss") == "nll" else F.cross_entropy
+    loss = loss_function(cfg.get("loss"))
     return prune_quietly(model, loss, dataset(cfg["data"]).part("train"), **kwargs)
 
 

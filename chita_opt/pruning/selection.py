@@ -116,10 +116,11 @@ def select_damping(
             warnings.simplefilter("ignore", ModelValidityWarning)
             rep = run(d)
         raw = evaluate(rep)
-        key = raw.key() if isinstance(raw, Score) else (_as_loss(raw, d),)
-        losses[d] = raw.loss if isinstance(raw, Score) else key[0]
-        if isinstance(raw, Score) and raw.error is not None:
-            errors[d] = raw.error
+        score = raw if isinstance(raw, Score) else Score(loss=_as_loss(raw, d))
+        key = score.key()
+        losses[d] = score.loss
+        if score.error is not None:
+            errors[d] = score.error
         logger.info("damping %g: held-out score %s", d, key)
         if all(np.isfinite(key)) and (best is None or key < best[1]):
             best = (d, key, rep)

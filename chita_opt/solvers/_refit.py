@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._kernels.linalg import support_matvec, support_rmatvec
-from ..problem import L0Problem
+from ..problem import L0Problem, _readonly
 
 __all__ = ["RefitResult", "refit"]
 
@@ -160,14 +160,8 @@ def _gram(
         return kept[2].copy()
     G = form(problem.A, support)
     if keep and G.shape[0] <= _KEPT_GRAM_MAX:
-        problem._a_cache["gram"] = (form, support.copy(), _readonly_copy(G))
+        problem._a_cache["gram"] = (form, support.copy(), _readonly(G.copy()))
     return G
-
-
-def _readonly_copy(a: np.ndarray) -> np.ndarray:
-    out = a.copy()
-    out.setflags(write=False)
-    return out
 
 
 def _woodbury_solve(

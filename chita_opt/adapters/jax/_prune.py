@@ -29,6 +29,13 @@ _ERROR_FN_HINT = (
 )
 
 
+def _warn_if_ranked_by_loss(error_fn: LossFn | None, data: Any) -> None:
+    """The ``_ERROR_FN_HINT`` warning: held-out candidates about to be ranked by loss
+    alone although ``data``'s targets are class indices."""
+    if error_fn is None and _class_indices(data):
+        warn(_ERROR_FN_HINT, UserWarning)
+
+
 def _class_indices(data: Any) -> bool:
     """Targets of ``data`` (arrays, or the first batch of a list) that are class indices:
     one integer per example. Other iterables are not read ahead (they may be one-shot)."""
@@ -126,8 +133,8 @@ def prune(
     adapter.output_axis = output_axis
     cfg = make_config(config, **settings)
     ranked = cfg.needs_gradients and (cfg.auto_damping or cfg.first_order)
-    if ranked and error_fn is None and _class_indices(held_out if held_out is not None else data):
-        warn(_ERROR_FN_HINT, UserWarning)
+    if ranked:
+        _warn_if_ranked_by_loss(error_fn, held_out if held_out is not None else data)
     report = run_pipeline(adapter, data, cfg, held_out=held_out,
                           options={"leaves": list(adapter.layout.names)})
     new_params, new_masks = adapter.write(report.weights, report.mask)
@@ -165,8 +172,7 @@ def select_damping(
     targets give a ``UserWarning`` saying so).
     """
     adapter = _adapter(loss_fn, params, select, masks, chunk_size, error_fn=error_fn)
-    if error_fn is None and _class_indices(held_out):
-        warn(_ERROR_FN_HINT, UserWarning)
+    _warn_if_ranked_by_loss(error_fn, held_out)
     settings.setdefault("progress", False)
     return select_damping_runs(adapter, data, held_out, make_config(config, **settings), grid,
                                options={"leaves": list(adapter.layout.names)})
